@@ -1,0 +1,247 @@
+//! Accumulation: the reduction of one output element's taps into an accumulator.
+//!
+//! Every engine model is "accumulate, then requantize". This module owns the first half's shared
+//! machinery: the im2col walk (one row of `K = KH * KW * C/groups` input values per output
+//! position, in tap-major order, padding filled with a chosen value), weights packed into rows of
+//! the same order, and the accumulators engines use on those rows. The reference loop here is
+//! deliberately plain; fast kernels replace [`accumulate`] without touching requantization.
+
+use crate::geometry::ConvGeometry;
+use crate::numerics::sat16;
+
+/// Packs OIHW weights into one row per output channel in the im2col reduction order
+/// `k = (r * KW + s) * Cg + c` (see [`ConvGeometry::split_reduction_index`]).
+pub fn pack_weight_rows<T: Copy>(g: &ConvGeometry, weight: &[T]) -> Vec<T> {
+    let (cg, [kh, kw]) = (g.group_in_channels(), g.kernel);
+    let k_len = g.reduction_len();
+    let mut rows = Vec::with_capacity(g.out_channels * k_len);
+    for oc in 0..g.out_channels {
+        for r in 0..kh {
+            for s in 0..kw {
+                for c in 0..cg {
+                    rows.push(weight[g.weight_index(oc, c, r, s)]);
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// Fills `row` with the im2col row of output position (`n`, group `grp`, `oh`, `ow`): input
+/// values in the reduction order, `pad` where a tap falls outside the image.
+pub fn gather_row<T: Copy>(
+    g: &ConvGeometry,
+    input: &[T],
+    pad: T,
+    [n, grp, oh, ow]: [usize; 4],
+    row: &mut [T],
+) {
+    let cg = g.group_in_channels();
+    let mut k = 0;
+    for r in 0..g.kernel[0] {
+        for s in 0..g.kernel[1] {
+            match g.tap_position(oh, ow, r, s) {
+                Some((ih, iw)) => {
+                    for c in 0..cg {
+                        row[k + c] = input[g.input_index(n, grp * cg + c, ih, iw)];
+                    }
+                }
+                None => row[k..k + cg].fill(pad),
+            }
+            k += cg;
+        }
+    }
+}
+
+/// How an engine reduces one im2col row against one weight row.
+pub trait Accumulation: Sync {
+    /// Element type of rows (raw integers, or dequantized floats).
+    type Elem: Copy + Send + Sync;
+    /// The accumulator.
+    type Acc: Copy + Default + Send;
+    /// The value out-of-image taps hold.
+    fn pad_value(&self) -> Self::Elem;
+    /// Reduces `row` against `weights` (the packed row of output channel `oc`).
+    fn accumulate(&self, row: &[Self::Elem], weights: &[Self::Elem], oc: usize) -> Self::Acc;
+}
+
+/// Runs `acc` over every output element. `input` is NCHW, `weight_rows` from
+/// [`pack_weight_rows`]; the result is NCHW (`[N, OC, OH, OW]`).
+pub fn accumulate<A: Accumulation>(
+    g: &ConvGeometry,
+    input: &[A::Elem],
+    weight_rows: &[A::Elem],
+    acc: &A,
+) -> Vec<A::Acc> {
+    let [n_len, oc_len, oh_len, ow_len] = g.output_shape();
+    let (k_len, ocg) = (g.reduction_len(), g.group_out_channels());
+    let mut out = vec![A::Acc::default(); n_len * oc_len * oh_len * ow_len];
+    let mut row = vec![acc.pad_value(); k_len];
+    for n in 0..n_len {
+        for grp in 0..g.groups {
+            for oh in 0..oh_len {
+                for ow in 0..ow_len {
+                    gather_row(g, input, acc.pad_value(), [n, grp, oh, ow], &mut row);
+                    for oc in grp * ocg..(grp + 1) * ocg {
+                        let w = &weight_rows[oc * k_len..(oc + 1) * k_len];
+                        out[g.output_index(n, oc, oh, ow)] = acc.accumulate(&row, w, oc);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Exact accumulation of `sum (a - a_zp) * (w - w_zp[oc])` in 64 bits: no overflow is possible
+/// for any reduction length below 2^47, far beyond any tensor qconv accepts.
+pub struct ExactAccumulator<'a> {
+    pub input_zero_point: i32,
+    /// Weight zero point of every output channel.
+    pub weight_zero_points: &'a [i32],
+}
+
+impl Accumulation for ExactAccumulator<'_> {
+    type Elem = i32;
+    type Acc = i64;
+
+    fn pad_value(&self) -> i32 {
+        // A padded tap stands for real 0, i.e. the input zero point.
+        self.input_zero_point
+    }
+
+    #[inline]
+    fn accumulate(&self, row: &[i32], weights: &[i32], oc: usize) -> i64 {
+        let wz = self.weight_zero_points[oc] as i64;
+        let az = self.input_zero_point as i64;
+        row.iter()
+            .zip(weights)
+            .map(|(&a, &w)| (a as i64 - az) * (w as i64 - wz))
+            .sum()
+    }
+}
+
+/// The sum of raw products taken two at a time, each pair saturated to int16:
+/// `sum_p sat16(a[2p] * w[2p] + a[2p+1] * w[2p+1])`, an odd last element paired with zero.
+/// This is what `vpmaddubsw` (u8 x s8 -> saturating i16 pair sums) followed by `vpmaddwd` with
+/// ones and `vpaddd` computes. The int32 sum wraps, as `vpaddd` does.
+#[inline]
+pub fn pair_saturating_dot(a: &[i32], w: &[i32]) -> i32 {
+    let mut acc = 0i32;
+    let mut pairs_a = a.chunks_exact(2);
+    let mut pairs_w = w.chunks_exact(2);
+    for (pa, pw) in (&mut pairs_a).zip(&mut pairs_w) {
+        acc = acc.wrapping_add(sat16(pa[0] * pw[0] + pa[1] * pw[1]));
+    }
+    if let ([a0], [w0]) = (pairs_a.remainder(), pairs_w.remainder()) {
+        acc = acc.wrapping_add(sat16(a0 * w0));
+    }
+    acc
+}
+
+/// The plain int32 sum of raw products with wrap-around, what `vpdpbusd` computes.
+#[inline]
+pub fn wrapping_dot(a: &[i32], w: &[i32]) -> i32 {
+    a.iter()
+        .zip(w)
+        .fold(0i32, |acc, (&a, &w)| acc.wrapping_add(a.wrapping_mul(w)))
+}
+
+/// The accumulator of engines that multiply raw (unshifted) u8 activations by raw s8 weights and
+/// remove the zero points afterwards with row and column sums, as FBGEMM and ONNX Runtime do:
+///
+/// `raw = dot(a, w) - a_zp * (sum w - w_zp * K) - (sum a) * w_zp`   (int32, wrapping)
+///
+/// where `dot` is [`pair_saturating_dot`] when `saturating`, else exact. Padded taps hold the
+/// raw input zero point and take part in the pairs and in `sum a`.
+pub struct ZeroPointCorrectedAccumulator<'a> {
+    pub input_zero_point: i32,
+    pub weight_zero_points: &'a [i32],
+    /// `sum w - w_zp * K` of every output channel.
+    pub column_offsets: Vec<i32>,
+    /// Whether products are summed in saturating int16 pairs.
+    pub saturating: bool,
+}
+
+impl<'a> ZeroPointCorrectedAccumulator<'a> {
+    /// Builds the accumulator, precomputing column offsets from the packed weight rows.
+    pub fn new(
+        input_zero_point: i32,
+        weight_zero_points: &'a [i32],
+        weight_rows: &[i32],
+        k_len: usize,
+        saturating: bool,
+    ) -> Self {
+        let column_offsets = weight_rows
+            .chunks_exact(k_len.max(1))
+            .zip(weight_zero_points)
+            .map(|(w, &wz)| {
+                let sum = w.iter().fold(0i32, |s, &v| s.wrapping_add(v));
+                sum.wrapping_sub(wz.wrapping_mul(k_len as i32))
+            })
+            .collect();
+        ZeroPointCorrectedAccumulator {
+            input_zero_point,
+            weight_zero_points,
+            column_offsets,
+            saturating,
+        }
+    }
+}
+
+impl Accumulation for ZeroPointCorrectedAccumulator<'_> {
+    type Elem = i32;
+    type Acc = i32;
+
+    fn pad_value(&self) -> i32 {
+        self.input_zero_point
+    }
+
+    #[inline]
+    fn accumulate(&self, row: &[i32], weights: &[i32], oc: usize) -> i32 {
+        let dot = if self.saturating {
+            pair_saturating_dot(row, weights)
+        } else {
+            wrapping_dot(row, weights)
+        };
+        let row_offset = row.iter().fold(0i32, |s, &v| s.wrapping_add(v));
+        dot.wrapping_sub(self.input_zero_point.wrapping_mul(self.column_offsets[oc]))
+            .wrapping_sub(row_offset.wrapping_mul(self.weight_zero_points[oc]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_saturation_of_the_forum_case() {
+        // The forum case's 25 weights against activation 200: two pairs saturate.
+        let w = [
+            9, -32, 17, 3, -67, -97, -41, 47, 84, -56, -128, -125, 11, 63, 54, -15, -58, -31, 50,
+            48, 23, -3, 64, -87, -91,
+        ];
+        let a = [200; 25];
+        assert_eq!(pair_saturating_dot(&a, &w), -53736);
+        assert_eq!(wrapping_dot(&a, &w), -71600);
+        let wz = [-11];
+        let corrected = ZeroPointCorrectedAccumulator::new(33, &wz, &w, 25, true);
+        assert_eq!(corrected.accumulate(&a, &w, 0), 4003);
+        let exact = ZeroPointCorrectedAccumulator::new(33, &wz, &w, 25, false);
+        assert_eq!(exact.accumulate(&a, &w, 0), -13861);
+        let e = ExactAccumulator {
+            input_zero_point: 33,
+            weight_zero_points: &wz,
+        };
+        assert_eq!(e.accumulate(&a, &w, 0), -13861);
+    }
+
+    #[test]
+    fn odd_tail_is_paired_with_zero() {
+        assert_eq!(pair_saturating_dot(&[255], &[-128]), -32640);
+        assert_eq!(
+            pair_saturating_dot(&[255, 255, 255], &[127, 127, 127]),
+            32767 + 32385
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! Engine models: each reproduces one engine's integers, as that engine computes them.
+//!
+//! A model is "accumulate, then requantize" over the shared pieces in [`crate::accumulate`] and
+//! [`crate::requant`]; its module holds only what is particular to its engine: which layers it
+//! refuses, which accumulation its kernels perform on the modelled ISA, and how it builds its
+//! requantization constants. `docs/numerics/<engine>.md` documents each formula.
+
+pub mod exact;
+pub mod fbgemm;
+pub mod float_path;
+mod onednn;
+mod pytorch;
+pub mod qnnpack;
+pub mod x86;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::isa::Isa;
+use crate::layer::ConvLayer;
+
+/// The engines qconv models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum EngineKind {
+    /// Exact integer accumulation and exact requantization (ties to even): the ground truth.
+    Exact,
+    /// PyTorch's float path: dequantize, float32 conv, quantize.
+    FloatPath,
+    /// PyTorch's `fbgemm` quantized engine.
+    Fbgemm,
+    /// PyTorch's default `x86` quantized engine (FBGEMM, or oneDNN on VNNI CPUs).
+    X86,
+    /// PyTorch's `qnnpack` quantized engine.
+    Qnnpack,
+}
+
+impl EngineKind {
+    /// Every engine, in report order.
+    pub const ALL: [EngineKind; 5] = [
+        EngineKind::Exact,
+        EngineKind::FloatPath,
+        EngineKind::Fbgemm,
+        EngineKind::X86,
+        EngineKind::Qnnpack,
+    ];
+
+    /// The engine's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Exact => "exact",
+            EngineKind::FloatPath => "float-path",
+            EngineKind::Fbgemm => "fbgemm",
+            EngineKind::X86 => "x86",
+            EngineKind::Qnnpack => "qnnpack",
+        }
+    }
+
+    /// The key of this engine's results in a golden case's `expected` and `errors`.
+    pub fn expected_key(self) -> &'static str {
+        match self {
+            EngineKind::FloatPath => "float_path",
+            other => other.name(),
+        }
+    }
+
+    /// Whether the engine's integers depend on the modelled ISA.
+    pub fn depends_on_isa(self) -> bool {
+        matches!(self, EngineKind::Fbgemm | EngineKind::X86)
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
+        EngineKind::ALL
+            .into_iter()
+            .find(|e| e.name() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<&str> = EngineKind::ALL.iter().map(|e| e.name()).collect();
+                Error::invalid(
+                    "engine",
+                    format!(
+                        "unknown engine `{s}` (expected one of {})",
+                        names.join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// Options of an engine run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The ISA to model. When `None`: the ISA the layer records, else the host's.
+    pub isa: Option<Isa>,
+}
+
+impl RunOptions {
+    /// The ISA modelled for `layer`: the option, else the layer's recorded ISA, else the host's.
+    pub fn resolve_isa(&self, layer: &ConvLayer) -> Isa {
+        self.isa.or(layer.recorded_isa).unwrap_or_else(Isa::host)
+    }
+}
+
+/// An engine's pre-requantization accumulators, one per output element (NCHW).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Accumulators {
+    /// Exact integer sums (no bias).
+    Exact(Vec<i64>),
+    /// The engine's int32 accumulator (zero points removed; no bias), as the engine computes it.
+    Int32(Vec<i32>),
+    /// A float accumulator (the float path's conv output, bias included).
+    Float(Vec<f32>),
+}
+
+/// The result of running an engine model on a layer.
+#[derive(Clone, Debug)]
+pub struct EngineOutput {
+    pub engine: EngineKind,
+    /// The ISA modelled, for engines whose integers depend on it.
+    pub isa: Option<Isa>,
+    /// The engine's internal route for this layer, in words ("im2col GEMM, int16 pair
+    /// saturation").
+    pub path: String,
+    pub dtype: DType,
+    /// `[N, OC, OH, OW]`.
+    pub shape: [usize; 4],
+    /// Output integers, NCHW row-major.
+    pub values: Vec<i32>,
+    pub accumulators: Accumulators,
+}
+
+/// Runs engine `kind` on `layer`.
+pub fn run(kind: EngineKind, layer: &ConvLayer, options: &RunOptions) -> Result<EngineOutput> {
+    let isa = options.resolve_isa(layer);
+    match kind {
+        EngineKind::Exact => exact::run(layer),
+        EngineKind::FloatPath => float_path::run(layer),
+        EngineKind::Fbgemm => fbgemm::run(layer, isa),
+        EngineKind::X86 => x86::run(layer, isa),
+        EngineKind::Qnnpack => qnnpack::run(layer),
+    }
+}

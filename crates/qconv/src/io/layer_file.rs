@@ -1,0 +1,495 @@
+//! TOML layer files (the format is documented in the README).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{read_file, to_i32_data};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::geometry::{Padding, check_elements};
+use crate::layer::{Activations, Bias, ConvLayer, ConvParams, OutputQuant, Weights};
+use crate::quant::WeightQuant;
+
+/// A layer read from a TOML file, with any engine results the file records.
+#[derive(Clone, Debug)]
+pub struct LayerFile {
+    pub layer: ConvLayer,
+    /// Free text describing the layer.
+    pub description: Option<String>,
+    /// Engine key -> integers observed from that engine, as the file records them.
+    pub expected: BTreeMap<String, Vec<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    name: Option<String>,
+    description: Option<String>,
+    source: Option<RawSource>,
+    #[serde(default)]
+    conv: RawConv,
+    input: RawTensor,
+    weight: RawTensor,
+    bias: Option<RawBias>,
+    output: RawOutput,
+    #[serde(default)]
+    expected: BTreeMap<String, Vec<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    isa: Option<String>,
+    framework: Option<String>,
+    note: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConv {
+    kernel: Option<[usize; 2]>,
+    stride: Option<[usize; 2]>,
+    padding: Option<Vec<i64>>,
+    dilation: Option<[usize; 2]>,
+    groups: Option<usize>,
+    relu: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    fn into_vec(self) -> (Vec<T>, bool) {
+        match self {
+            OneOrMany::One(v) => (vec![v], false),
+            OneOrMany::Many(v) => (v, true),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTensor {
+    dtype: String,
+    shape: Option<[usize; 4]>,
+    scale: Option<OneOrMany<f64>>,
+    zero_point: Option<OneOrMany<i64>>,
+    axis: Option<i64>,
+    data: Option<Vec<i64>>,
+    fill: Option<i64>,
+    file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBias {
+    dtype: Option<String>,
+    data: Option<Vec<f64>>,
+    file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    dtype: String,
+    scale: Option<f64>,
+    zero_point: Option<i64>,
+    clamp: Option<[i64; 2]>,
+}
+
+/// Where a tensor's values come from, resolved to numbers with the file's shape (if any).
+struct TensorValues {
+    values: Vec<f64>,
+    shape: Option<Vec<usize>>,
+}
+
+fn load_values(
+    field: &str,
+    base: &Path,
+    data: Option<Vec<f64>>,
+    fill: Option<f64>,
+    file: Option<&str>,
+    shape: Option<&[usize]>,
+) -> Result<TensorValues> {
+    let given = data.is_some() as u8 + fill.is_some() as u8 + file.is_some() as u8;
+    if given != 1 {
+        return Err(Error::invalid(
+            field,
+            "give exactly one of `data` (inline values), `fill` (one value everywhere) or \
+             `file` (a .npy or .csv file)",
+        ));
+    }
+    if let Some(values) = data {
+        return Ok(TensorValues {
+            values,
+            shape: None,
+        });
+    }
+    if let Some(v) = fill {
+        let shape = shape
+            .ok_or_else(|| Error::invalid(format!("{field}.shape"), "required with `fill`"))?;
+        let n = check_elements(&format!("{field}.shape"), shape)?;
+        return Ok(TensorValues {
+            values: vec![v; n],
+            shape: None,
+        });
+    }
+    let file = file.expect("one source");
+    let path = base.join(file);
+    let path_text = path.to_string_lossy().to_string();
+    if file.ends_with(".npy") {
+        let array = super::npy::parse(&path_text, &read_file(&path_text)?)?;
+        let values = match array.data {
+            super::npy::NpyData::Int(v) => v.into_iter().map(|x| x as f64).collect(),
+            super::npy::NpyData::Float(v) => v,
+        };
+        Ok(TensorValues {
+            values,
+            shape: Some(array.shape),
+        })
+    } else if file.ends_with(".csv") {
+        let shape = shape
+            .ok_or_else(|| Error::invalid(format!("{field}.shape"), "required with a .csv file"))?;
+        let bytes = read_file(&path_text)?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::parse(&path_text, "", "not UTF-8 text"))?;
+        Ok(TensorValues {
+            values: super::csv::parse(&path_text, text, shape)?,
+            shape: None,
+        })
+    } else {
+        Err(Error::invalid(
+            format!("{field}.file"),
+            format!("`{file}`: expected a .npy or .csv file"),
+        ))
+    }
+}
+
+fn integers(field: &str, values: &[f64]) -> Result<Vec<i64>> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v.fract() == 0.0 && v.abs() < 9.0e15 {
+                Ok(v as i64)
+            } else {
+                Err(Error::invalid(
+                    format!("{field}[{i}]"),
+                    format!("{v} is not an integer"),
+                ))
+            }
+        })
+        .collect()
+}
+
+/// Resolves a tensor section to (dtype, shape, data, scales, zero points, per-channel).
+struct Tensor {
+    dtype: DType,
+    shape: [usize; 4],
+    data: Vec<i32>,
+    scales: Option<(Vec<f64>, bool)>,
+    zero_points: (Vec<i64>, bool),
+    axis: Option<i64>,
+}
+
+fn tensor(field: &str, base: &Path, raw: RawTensor) -> Result<Tensor> {
+    let dtype: DType = raw.dtype.parse().map_err(|e: Error| e.within(field))?;
+    let declared = raw.shape.map(|s| s.to_vec());
+    let values = load_values(
+        field,
+        base,
+        raw.data.map(|v| v.into_iter().map(|x| x as f64).collect()),
+        raw.fill.map(|v| v as f64),
+        raw.file.as_deref(),
+        declared.as_deref(),
+    )?;
+    let shape: [usize; 4] = match (raw.shape, values.shape) {
+        (Some(s), Some(file_shape)) if file_shape != s => {
+            return Err(Error::invalid(
+                format!("{field}.shape"),
+                format!("{s:?} but the file holds shape {file_shape:?}"),
+            ));
+        }
+        (Some(s), _) => s,
+        (None, Some(file_shape)) => file_shape.as_slice().try_into().map_err(|_| {
+            Error::invalid(
+                format!("{field}.file"),
+                format!("holds shape {file_shape:?}, expected 4 dimensions"),
+            )
+        })?,
+        (None, None) => {
+            return Err(Error::invalid(
+                format!("{field}.shape"),
+                "missing (required unless the data comes from a .npy file)",
+            ));
+        }
+    };
+    let data = to_i32_data(
+        &format!("{field}.data"),
+        &integers(&format!("{field}.data"), &values.values)?,
+    )?;
+    Ok(Tensor {
+        dtype,
+        shape,
+        data,
+        scales: raw.scale.map(OneOrMany::into_vec),
+        zero_points: raw
+            .zero_point
+            .map(OneOrMany::into_vec)
+            .unwrap_or((vec![0], false)),
+        axis: raw.axis,
+    })
+}
+
+fn parse_layer_text(path: &str, text: &str) -> Result<LayerFile> {
+    let base = Path::new(path).parent().unwrap_or(Path::new("."));
+    let located = |e: toml::de::Error, field: String| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let mut location = String::new();
+        if let Some(l) = line {
+            location = format!("line {l}");
+        }
+        if !field.is_empty() && field != "." {
+            if !location.is_empty() {
+                location.push_str(", ");
+            }
+            location.push_str(&format!("field `{field}`"));
+        }
+        Error::parse(path, location, e.message().replace('\n', " "))
+    };
+    let de = toml::Deserializer::parse(text).map_err(|e| located(e, String::new()))?;
+    let raw: RawFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        located(e.into_inner(), field)
+    })?;
+    build(base, raw).map_err(|e| e.in_file(path))
+}
+
+fn build(base: &Path, raw: RawFile) -> Result<LayerFile> {
+    let input = tensor("input", base, raw.input)?;
+    if input.scales.as_ref().is_some_and(|(_, many)| *many) || input.zero_points.1 {
+        return Err(Error::invalid(
+            "input",
+            "takes one scale and one zero point (per-tensor)",
+        ));
+    }
+    let weight = tensor("weight", base, raw.weight)?;
+    let per_channel = match weight.axis {
+        Some(0) => true,
+        None => {
+            weight
+                .scales
+                .as_ref()
+                .is_some_and(|(v, many)| *many && v.len() > 1)
+                || (weight.zero_points.1 && weight.zero_points.0.len() > 1)
+        }
+        Some(a) => {
+            return Err(Error::invalid(
+                "weight.axis",
+                format!("{a}: only axis 0 (output channels) is supported"),
+            ));
+        }
+    };
+    let oc = weight.shape[0];
+    let mut weight_zero_points = weight.zero_points.0.clone();
+    if per_channel && !weight.zero_points.1 {
+        // One zero point given for per-channel scales: it applies to every channel.
+        weight_zero_points = vec![weight_zero_points[0]; oc];
+    }
+    let conv = ConvParams {
+        kernel: raw.conv.kernel,
+        stride: raw.conv.stride.unwrap_or([1, 1]),
+        dilation: raw.conv.dilation.unwrap_or([1, 1]),
+        padding: match &raw.conv.padding {
+            Some(p) => Padding::from_list(p).map_err(|e| e.within("conv"))?,
+            None => Padding::default(),
+        },
+        groups: raw.conv.groups.unwrap_or(1),
+    };
+    let bias = match raw.bias {
+        None => None,
+        Some(b) => {
+            let dtype = b.dtype.as_deref().unwrap_or("float32");
+            let values = load_values("bias", base, b.data, None, b.file.as_deref(), Some(&[oc]))?;
+            Some(match dtype {
+                "float32" => Bias::Float32(values.values.iter().map(|&v| v as f32).collect()),
+                "int32" => Bias::Int32(to_i32_data(
+                    "bias.data",
+                    &integers("bias.data", &values.values)?,
+                )?),
+                other => {
+                    return Err(Error::invalid(
+                        "bias.dtype",
+                        format!("`{other}` (expected float32 or int32)"),
+                    ));
+                }
+            })
+        }
+    };
+    let output = OutputQuant {
+        dtype: raw
+            .output
+            .dtype
+            .parse()
+            .map_err(|e: Error| e.within("output"))?,
+        scale: raw.output.scale,
+        zero_point: i32::try_from(raw.output.zero_point.unwrap_or(0))
+            .map_err(|_| Error::invalid("output.zero_point", "is not a 32-bit integer"))?,
+        clamp: match raw.output.clamp {
+            Some([lo, hi]) => Some([
+                i32::try_from(lo)
+                    .map_err(|_| Error::invalid("output.clamp[0]", "is not a 32-bit integer"))?,
+                i32::try_from(hi)
+                    .map_err(|_| Error::invalid("output.clamp[1]", "is not a 32-bit integer"))?,
+            ]),
+            None => None,
+        },
+    };
+    let to_i32 = |field: &str, v: i64| {
+        i32::try_from(v).map_err(|_| Error::invalid(field, format!("{v} is not a 32-bit integer")))
+    };
+    let input_zero_point = to_i32("input.zero_point", input.zero_points.0[0])?;
+    let weight_zero_points = weight_zero_points
+        .iter()
+        .enumerate()
+        .map(|(i, &z)| to_i32(&format!("weight.zero_point[{i}]"), z))
+        .collect::<Result<Vec<_>>>()?;
+    let mut layer = ConvLayer::new(
+        raw.name.unwrap_or_else(|| "layer".to_string()),
+        conv,
+        Activations {
+            dtype: input.dtype,
+            shape: input.shape,
+            data: input.data,
+            scale: input.scales.map(|(v, _)| v[0]),
+            zero_point: input_zero_point,
+        },
+        Weights {
+            dtype: weight.dtype,
+            shape: weight.shape,
+            data: weight.data,
+            quant: WeightQuant {
+                scales: weight.scales.map(|(v, _)| v),
+                zero_points: weight_zero_points,
+                per_channel,
+            },
+        },
+        bias,
+        output,
+        raw.conv.relu.unwrap_or(false),
+    )?;
+    if let Some(source) = raw.source {
+        if let Some(isa) = source.isa {
+            layer.recorded_isa = Some(isa.parse().map_err(|e: Error| e.within("source"))?);
+        }
+        let _ = (source.framework, source.note);
+    }
+    let out_len = layer.output_len();
+    for (key, values) in &raw.expected {
+        if values.len() != out_len {
+            return Err(Error::invalid(
+                format!("expected.{key}"),
+                format!("has {} values, the output has {out_len}", values.len()),
+            ));
+        }
+    }
+    Ok(LayerFile {
+        layer,
+        description: raw.description,
+        expected: raw.expected,
+    })
+}
+
+/// Reads a TOML layer file. Tensor files it names are resolved relative to its directory.
+pub fn read_layer_file(path: &str) -> Result<LayerFile> {
+    let bytes = read_file(path)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::parse(path, "", "not UTF-8 text"))?;
+    parse_layer_text(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FORUM: &str = r#"
+name = "forum"
+[source]
+isa = "avx2"
+[conv]
+[input]
+dtype = "uint8"
+shape = [1, 1, 5, 5]
+scale = 0.012728
+zero_point = 33
+fill = 200
+[weight]
+dtype = "int8"
+shape = [1, 1, 5, 5]
+scale = 0.00292
+zero_point = -11
+data = [9, -32, 17, 3, -67, -97, -41, 47, 84, -56, -128, -125, 11, 63, 54, -15, -58, -31, 50, 48, 23, -3, 64, -87, -91]
+[output]
+dtype = "uint8"
+scale = 0.02091
+zero_point = 0
+"#;
+
+    #[test]
+    fn parses_a_layer() {
+        let f = parse_layer_text("forum.toml", FORUM).unwrap();
+        assert_eq!(f.layer.geometry.output_shape(), [1, 1, 1, 1]);
+        assert_eq!(f.layer.input.data, vec![200; 25]);
+        assert!(!f.layer.weight.quant.per_channel);
+        assert_eq!(f.layer.recorded_isa, Some(crate::Isa::Avx2));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let bad = FORUM.replace("scale = 0.012728", "scale = \"x\"");
+        let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
+        assert!(e.starts_with("f.toml: line 10, field `input.scale`"), "{e}");
+        let bad = FORUM.replace("scale = 0.012728", "scale = 0.0");
+        let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "f.toml: field `input.scale`: scale must be finite and > 0, got 0"
+        );
+        let bad = FORUM.replace("zero_point = 33", "zero_point = 300");
+        let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
+        assert!(
+            e.contains("input.zero_point") && e.contains("outside uint8"),
+            "{e}"
+        );
+        let bad = FORUM.replace("fill = 200", "fill = 256");
+        let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("input.data") && e.contains("256"), "{e}");
+        let bad = FORUM.replace("[conv]", "[conv]\nstrid = [1, 1]");
+        let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("unknown field `strid`"), "{e}");
+        let bad = FORUM.replace("dtype = \"int8\"", "dtype = \"int4\"");
+        let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("weight.dtype") && e.contains("int4"), "{e}");
+        let bad = FORUM.replace("[conv]", "[conv]\nkernel = [6, 6]\npadding = [0, 0]");
+        let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("conv.kernel"), "{e}");
+        let bad = FORUM.replace("[conv]", "[conv]\ndilation = [3, 3]");
+        let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("empty output"), "{e}");
+        let bad = FORUM.replace("scale = 0.02091", "scale = -1.0");
+        let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("output.scale"), "{e}");
+        let e = parse_layer_text("f.toml", "[input\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("f.toml: line 1"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+}

@@ -1,0 +1,259 @@
+//! Exact requantization: the real value of the output, rounded once, to nearest, ties to even.
+
+use num_bigint::BigInt;
+use num_integer::Integer;
+use num_traits::{One, Signed, Zero};
+
+use super::Requantizer;
+use crate::layer::Bias;
+
+/// Splits a finite `f64` into `(m, e)` with `x == m * 2^e` exactly.
+fn decompose(x: f64) -> (i64, i32) {
+    let bits = x.to_bits();
+    let negative = bits >> 63 != 0;
+    let exp_bits = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = (bits & ((1u64 << 52) - 1)) as i64;
+    let (m, e) = if exp_bits == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1i64 << 52), exp_bits - 1075)
+    };
+    (if negative { -m } else { m }, e)
+}
+
+/// Per-channel constants of `y = (acc * a + b) / d`, the output in quantized units before the
+/// zero point, with `d > 0`.
+struct ChannelRatio {
+    a: BigInt,
+    b: BigInt,
+    d: BigInt,
+    /// The same constants when they are small enough for 128-bit arithmetic with any
+    /// accumulator below 2^63.
+    small: Option<(i128, i128, i128)>,
+    /// int32 bias added to the accumulator before scaling.
+    int_bias: i64,
+}
+
+impl ChannelRatio {
+    fn new(
+        input_scale: f64,
+        weight_scale: f64,
+        output_scale: f64,
+        float_bias: f32,
+        int_bias: i64,
+    ) -> Self {
+        let (mi, ei) = decompose(input_scale);
+        let (mw, ew) = decompose(weight_scale);
+        let (mo, eo) = decompose(output_scale);
+        let (mb, eb) = decompose(float_bias as f64);
+        let ep = ei + ew;
+        let e = if mb == 0 { ep } else { ep.min(eb) };
+        let mut a = BigInt::from(mi) * BigInt::from(mw) << (ep - e) as usize;
+        let mut b = BigInt::from(mb) << (eb - e).max(0) as usize;
+        if mb == 0 {
+            b = BigInt::zero();
+        }
+        let mut d = BigInt::from(mo);
+        if eo >= e {
+            d <<= (eo - e) as usize;
+        } else {
+            a <<= (e - eo) as usize;
+            b <<= (e - eo) as usize;
+        }
+        let fits = |x: &BigInt, bits: u64| x.bits() <= bits;
+        let small = (fits(&a, 62) && fits(&b, 125) && fits(&d, 126)).then(|| {
+            (
+                i128::try_from(&a).expect("fits"),
+                i128::try_from(&b).expect("fits"),
+                i128::try_from(&d).expect("fits"),
+            )
+        });
+        ChannelRatio {
+            a,
+            b,
+            d,
+            small,
+            int_bias,
+        }
+    }
+
+    /// `round_half_even((acc * a + b) / d)`, saturated into `[lo, hi]`.
+    fn round_clamped(&self, acc: i64, lo: i64, hi: i64) -> i64 {
+        let acc = acc as i128 + self.int_bias as i128;
+        if let Some((a, b, d)) = self.small {
+            if let Some(n) = acc.checked_mul(a).and_then(|n| n.checked_add(b)) {
+                let (q, r) = (n.div_euclid(d), n.rem_euclid(d));
+                let up = r > d - r || (r == d - r && q.rem_euclid(2) == 1);
+                let q = q + up as i128;
+                return q.clamp(lo as i128, hi as i128) as i64;
+            }
+        }
+        let n = BigInt::from(acc) * &self.a + &self.b;
+        let (q, r) = n.div_mod_floor(&self.d);
+        let twice = &r << 1usize;
+        let up = twice > self.d || (twice == self.d && q.is_odd());
+        let q = if up { q + BigInt::one() } else { q };
+        if q < BigInt::from(lo) {
+            lo
+        } else if q > BigInt::from(hi) {
+            hi
+        } else {
+            i64::try_from(&q).expect("within [lo, hi]")
+        }
+    }
+
+    /// The value `(acc * a + b) / d` as a float, for display.
+    fn value(&self, acc: i64) -> f64 {
+        let n = (BigInt::from(acc) + self.int_bias) * &self.a + &self.b;
+        ratio_to_f64(&n, &self.d)
+    }
+}
+
+/// `n / d` to within a few ulps (for display and diagnostics, not for results).
+fn ratio_to_f64(n: &BigInt, d: &BigInt) -> f64 {
+    let shift = d.bits() as i64 - n.bits() as i64 + 64;
+    let scaled = if shift >= 0 {
+        (n << shift as usize) / d
+    } else {
+        (n >> (-shift) as usize) / d
+    };
+    let magnitude = scaled.abs();
+    let mut v = magnitude
+        .to_string()
+        .parse::<f64>()
+        .unwrap_or(f64::INFINITY);
+    if scaled.is_negative() {
+        v = -v;
+    }
+    v * 2f64.powi(-(shift as i32))
+}
+
+/// Rounds the exact real value of each output, `(acc * s_in * s_w[oc] + bias) / s_out`, to the
+/// nearest integer with ties to even, adds the zero point and clamps to the output range. The
+/// scales and a float bias are taken as the exact binary numbers they are; an int32 bias is added
+/// to the accumulator. The arithmetic is exact (128-bit, or arbitrary precision when needed).
+pub struct ExactRequantizer {
+    channels: Vec<ChannelRatio>,
+    zero_point: i64,
+    lo: i64,
+    hi: i64,
+}
+
+impl ExactRequantizer {
+    /// `weight_scale(oc)` gives each channel's weight scale; `range` is the output's quantized
+    /// range (after any fused activation).
+    pub fn new(
+        input_scale: f64,
+        weight_scale: impl Fn(usize) -> f64,
+        output_scale: f64,
+        bias: Option<&Bias>,
+        out_channels: usize,
+        zero_point: i32,
+        range: (i32, i32),
+    ) -> Self {
+        let channels = (0..out_channels)
+            .map(|oc| {
+                let (fb, ib) = match bias {
+                    Some(Bias::Float32(v)) => (v[oc], 0),
+                    Some(Bias::Int32(v)) => (0.0, v[oc] as i64),
+                    None => (0.0, 0),
+                };
+                ChannelRatio::new(input_scale, weight_scale(oc), output_scale, fb, ib)
+            })
+            .collect();
+        ExactRequantizer {
+            channels,
+            zero_point: zero_point as i64,
+            lo: range.0 as i64,
+            hi: range.1 as i64,
+        }
+    }
+
+    /// The exact real output of channel `oc` for accumulator `acc`, in quantized units
+    /// including the zero point, before rounding and clamping (approximated as `f64`).
+    pub fn real_value(&self, acc: i64, oc: usize) -> f64 {
+        self.channels[oc].value(acc) + self.zero_point as f64
+    }
+}
+
+impl Requantizer for ExactRequantizer {
+    type Acc = i64;
+
+    fn requantize(&self, acc: i64, oc: usize) -> i32 {
+        let y = self.channels[oc].round_clamped(
+            acc,
+            self.lo - self.zero_point,
+            self.hi - self.zero_point,
+        );
+        (y + self.zero_point) as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requantizer(si: f64, sw: f64, so: f64, bias: Option<Bias>) -> ExactRequantizer {
+        ExactRequantizer::new(si, |_| sw, so, bias.as_ref(), 1, 0, (i32::MIN, i32::MAX))
+    }
+
+    #[test]
+    fn rounds_ties_to_even_exactly() {
+        let r = requantizer(0.5, 1.0, 1.0, None);
+        let got: Vec<i32> = (-5..=5).map(|a| r.requantize(a, 0)).collect();
+        assert_eq!(got, vec![-2, -2, -2, -1, 0, 0, 0, 1, 2, 2, 2]);
+    }
+
+    #[test]
+    fn scales_that_are_not_decimal_fractions_are_taken_exactly() {
+        // 0.1 is not 1/10 in binary: 5 * 0.1 / 1.0 is slightly above 0.5, so it rounds up,
+        // while a true tie rounds to even.
+        let r = requantizer(0.1, 1.0, 1.0, None);
+        assert_eq!(r.requantize(5, 0), 1);
+        let r = requantizer(0.1f32 as f64, 1.0, 1.0, None);
+        assert_eq!(r.requantize(5, 0), 1); // f32(0.1) is also above 0.1
+        let r = requantizer(0.125, 1.0, 0.25, None);
+        assert_eq!(r.requantize(1, 0), 0); // exactly 0.5
+        assert_eq!(r.requantize(3, 0), 2); // exactly 1.5
+    }
+
+    #[test]
+    fn forum_case_is_negative_and_clamps_to_zero() {
+        let r = ExactRequantizer::new(
+            0.012728f32 as f64,
+            |_| 0.00292f32 as f64,
+            0.02091f32 as f64,
+            Some(&Bias::Float32(vec![0.0])),
+            1,
+            0,
+            (0, 255),
+        );
+        assert_eq!(r.requantize(-13861, 0), 0);
+        let v = r.real_value(-13861, 0);
+        assert!((v + 24.637).abs() < 1e-3, "{v}");
+        assert_eq!(r.requantize(4003, 0), 7);
+    }
+
+    #[test]
+    fn float_bias_and_int_bias_enter_exactly() {
+        // bias 0.25 real = 0.5 output units at scale 0.5: acc 0 -> 0.5 -> 0 (even).
+        let r = requantizer(1.0, 1.0, 0.5, Some(Bias::Float32(vec![0.25])));
+        assert_eq!(r.requantize(0, 0), 0);
+        assert_eq!(r.requantize(1, 0), 2); // 2.5 -> 2
+        let r = requantizer(0.5, 1.0, 1.0, Some(Bias::Int32(vec![3])));
+        assert_eq!(r.requantize(0, 0), 2); // 1.5 -> 2
+        // A tiny bias moves a tie off the boundary.
+        let r = requantizer(1.0, 1.0, 2.0, Some(Bias::Float32(vec![1e-30])));
+        assert_eq!(r.requantize(1, 0), 1);
+        let r = requantizer(1.0, 1.0, 2.0, Some(Bias::Float32(vec![-1e-30])));
+        assert_eq!(r.requantize(1, 0), 0);
+    }
+
+    #[test]
+    fn huge_accumulators_take_the_big_integer_path() {
+        let r = requantizer(1e-300, 1.0, 1e-300, None);
+        assert_eq!(r.requantize(1 << 20, 0), 1 << 20);
+        let r = requantizer(1.0, 1.0, 1.0, None);
+        assert_eq!(r.requantize(i64::MAX / 2, 0), i32::MAX);
+    }
+}

@@ -1,0 +1,156 @@
+//! Float32 requantization schemes of x86 engines.
+
+use super::Requantizer;
+use crate::dtype::DType;
+use crate::numerics::{cvtps2dq, sat16};
+
+/// How a float32 requantizer turns the scaled value into an output integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fp32Store {
+    /// `cvtps2dq` (ties to even), `packs_epi32` (to int16, saturating), `adds_epi16` with the zero
+    /// point (saturating), `packus_epi16` / `packs_epi16` (to 8 bits), then a clamp to the
+    /// output range (`min_epu8` / `max_epu8`). FBGEMM and PyTorch's QNNPACK store this way.
+    PackChain,
+    /// Clamp the float to `[lo - zp, hi - zp]` first, then `cvtps2dq` and add the zero point in
+    /// int32 (ONNX Runtime's MLAS, XNNPACK).
+    FloatClamp,
+}
+
+impl Fp32Store {
+    /// Applies the store to a scaled float `s`.
+    #[inline(always)]
+    pub fn apply(self, s: f32, zero_point: i32, dtype: DType, lo: i32, hi: i32) -> i32 {
+        match self {
+            Fp32Store::PackChain => {
+                let v = sat16(sat16(cvtps2dq(s)) + zero_point);
+                let v = dtype.saturate(v as i64);
+                v.clamp(lo, hi)
+            }
+            Fp32Store::FloatClamp => {
+                let (flo, fhi) = ((lo - zero_point) as f32, (hi - zero_point) as f32);
+                // maxps / minps: a NaN takes the bound.
+                let c = if s > flo { s } else { flo };
+                let c = if c < fhi { c } else { fhi };
+                cvtps2dq(c) + zero_point
+            }
+        }
+    }
+}
+
+/// `y = store(f32(f32(acc + bias[oc]) * multiplier[oc]))`: an integer bias added to the int32
+/// accumulator (wrapping), one conversion to float, one float multiply. The multipliers are built
+/// by the engine model with its engine's formula.
+#[derive(Clone, Debug)]
+pub struct Fp32Requantizer {
+    pub multipliers: Vec<f32>,
+    /// Quantized bias per output channel (zeros without bias).
+    pub bias: Vec<i32>,
+    pub zero_point: i32,
+    pub dtype: DType,
+    /// Output range after any fused activation.
+    pub range: (i32, i32),
+    pub store: Fp32Store,
+}
+
+impl Fp32Requantizer {
+    /// The float the store rounds: `f32(acc + bias) * multiplier`.
+    #[inline(always)]
+    pub fn scaled(&self, acc: i32, oc: usize) -> f32 {
+        (acc.wrapping_add(self.bias[oc]) as f32) * self.multipliers[oc]
+    }
+}
+
+impl Requantizer for Fp32Requantizer {
+    type Acc = i32;
+
+    #[inline]
+    fn requantize(&self, acc: i32, oc: usize) -> i32 {
+        self.store.apply(
+            self.scaled(acc, oc),
+            self.zero_point,
+            self.dtype,
+            self.range.0,
+            self.range.1,
+        )
+    }
+}
+
+/// FBGEMM's requantization with a float bias: the int32 accumulator is converted to float, the
+/// bias (already divided by the accumulator's scale, in float) is added in float, the sum is
+/// multiplied by the multiplier, rounded with `cvtps2dq` and stored through the pack chain.
+#[derive(Clone, Debug)]
+pub struct FloatBiasFp32Requantizer {
+    pub multipliers: Vec<f32>,
+    /// Per output channel, the bias in accumulator units, or `None` without bias.
+    pub bias_terms: Option<Vec<f32>>,
+    pub zero_point: i32,
+    pub range: (i32, i32),
+}
+
+impl FloatBiasFp32Requantizer {
+    /// The accumulator plus bias, in float, as the engine forms it.
+    #[inline(always)]
+    pub fn biased(&self, acc: i32, oc: usize) -> f32 {
+        let f = acc as f32;
+        match &self.bias_terms {
+            Some(b) => f + b[oc],
+            None => f,
+        }
+    }
+
+    /// The float the store rounds.
+    #[inline(always)]
+    pub fn scaled(&self, acc: i32, oc: usize) -> f32 {
+        self.biased(acc, oc) * self.multipliers[oc]
+    }
+}
+
+impl Requantizer for FloatBiasFp32Requantizer {
+    type Acc = i32;
+
+    #[inline]
+    fn requantize(&self, acc: i32, oc: usize) -> i32 {
+        Fp32Store::PackChain.apply(
+            self.scaled(acc, oc),
+            self.zero_point,
+            DType::Uint8,
+            self.range.0,
+            self.range.1,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_chain_and_float_clamp_agree_in_range_and_differ_on_overflow() {
+        for s in [-300.0f32, -0.5, 0.5, 1.5, 2.5, 100.4, 254.5, 1e6] {
+            let a = Fp32Store::PackChain.apply(s, 3, DType::Uint8, 0, 255);
+            let b = Fp32Store::FloatClamp.apply(s, 3, DType::Uint8, 0, 255);
+            assert_eq!(a, b, "{s}");
+        }
+        // Beyond the int32 range cvtps2dq gives i32::MIN: the pack chain stores 0, the float
+        // clamp never converts an out-of-range value.
+        assert_eq!(Fp32Store::PackChain.apply(3e9, 0, DType::Uint8, 0, 255), 0);
+        assert_eq!(
+            Fp32Store::FloatClamp.apply(3e9, 0, DType::Uint8, 0, 255),
+            255
+        );
+    }
+
+    #[test]
+    fn fbgemm_forum_requantization() {
+        let atws = 0.012728f32 * 0.00292f32;
+        let m = atws / 0.02091f32;
+        let r = FloatBiasFp32Requantizer {
+            multipliers: vec![m],
+            bias_terms: Some(vec![0.0]),
+            zero_point: 0,
+            range: (0, 255),
+        };
+        assert_eq!(r.requantize(4003, 0), 7);
+        assert_eq!(r.requantize(-13861, 0), 0);
+    }
+}
