@@ -3,9 +3,13 @@
 
 use crate::error::{Error, Result};
 
-/// Largest number of elements qconv accepts in one tensor (input, weight or output). Far above
-/// any real layer; guards against absurd shapes before memory is allocated.
-pub const MAX_ELEMENTS: usize = 1 << 31;
+/// Largest number of elements qconv accepts in one tensor (input, weight or output): 2^28, far
+/// above any real layer; guards against absurd shapes before memory is allocated.
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
+/// Largest number of multiply-accumulates qconv accepts for one layer (2^40, over a trillion):
+/// a guard against geometries whose reference evaluation would run for hours.
+pub const MAX_MACS: u64 = 1 << 40;
 
 /// Zero padding of the input's spatial borders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -159,6 +163,16 @@ impl ConvGeometry {
             ],
         )?;
         check_elements("output.shape", &self.output_shape())?;
+        let macs =
+            self.output_shape().iter().product::<usize>() as u128 * self.reduction_len() as u128;
+        if macs > MAX_MACS as u128 {
+            return Err(Error::invalid(
+                "conv",
+                format!(
+                    "the layer needs {macs} multiply-accumulates, more than the limit {MAX_MACS}"
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -372,5 +386,12 @@ mod tests {
         let mut g = geometry();
         g.in_h = usize::MAX / 2;
         assert!(g.validate().is_err());
+        let mut g = geometry();
+        (g.in_h, g.in_w, g.kernel) = (16384, 16384, [8192, 8192]);
+        (g.in_channels, g.out_channels, g.groups) = (1, 1, 1);
+        g.padding = Padding::default();
+        (g.stride, g.dilation) = ([1, 1], [1, 1]);
+        let e = g.validate().unwrap_err().to_string();
+        assert!(e.contains("multiply-accumulates"), "{e}");
     }
 }

@@ -276,6 +276,12 @@ impl ConvLayer {
                 ));
             }
         }
+        if output.dtype == DType::Int32 && matches!(bias, Some(Bias::Float32(_))) {
+            return Err(Error::invalid(
+                "bias.dtype",
+                "an int32 (raw accumulator) output takes an int32 bias, not float32",
+            ));
+        }
         if output.dtype == DType::Int32 && (relu || output.clamp.is_some()) {
             return Err(Error::invalid(
                 "relu",

@@ -40,9 +40,34 @@ pub fn pack_add_zero_point_u8(r: i32, zero_point: i32) -> i32 {
     sat_u8(sat16(sat16(r) + zero_point))
 }
 
+/// `n * 2^exp` as the nearest-ish `f64` (within an ulp; for display and diagnostics).
+pub fn scaled_bigint_to_f64(n: &num_bigint::BigInt, exp: i64) -> f64 {
+    use num_traits::ToPrimitive;
+    let excess = n.bits() as i64 - 64;
+    let (top, exp) = if excess > 0 {
+        (n >> excess as usize, exp + excess)
+    } else {
+        (n.clone(), exp)
+    };
+    let mantissa = top.to_i128().expect("at most 64 significant bits") as f64;
+    // Scale in two steps so that neither factor overflows or underflows prematurely.
+    let half = (exp / 2) as i32;
+    mantissa * 2f64.powi(half) * 2f64.powi(exp as i32 - half)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scaled_bigint_conversion() {
+        let n = num_bigint::BigInt::from(3) << 2000usize;
+        assert_eq!(scaled_bigint_to_f64(&n, -2001), 1.5);
+        assert_eq!(
+            scaled_bigint_to_f64(&num_bigint::BigInt::from(-5), -1),
+            -2.5
+        );
+    }
 
     #[test]
     fn cvtps2dq_rounds_ties_to_even_and_returns_indefinite_out_of_range() {

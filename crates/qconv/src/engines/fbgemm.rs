@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::geometry::ConvGeometry;
 use crate::isa::Isa;
 use crate::layer::ConvLayer;
-use crate::requant::{FloatBiasFp32Requantizer, requantize_all};
+use crate::requant::{FloatBiasFp32Requantizer, FloatBiasTerm, requantize_all};
 
 /// The convolution routes FBGEMM chooses between (`ConvFastPath`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,9 +86,9 @@ impl FbgemmPath {
 }
 
 /// FBGEMM's requantizer for `layer`: `atws[i] = f32(s_in * s_w[i])`, multiplier
-/// `f32(atws[i] / s_out)`; the float bias is brought to accumulator units by multiplying with
-/// `f32(1 / f64(atws))` (per-tensor weights) or dividing by `atws[oc]` (per-channel weights).
-/// ReLU clamps at the output zero point.
+/// `f32(atws[i] / s_out)`; the float bias is brought to accumulator units with a fused
+/// multiply-add by `f32(1 / f64(atws))` (per-tensor weights) or by dividing by `atws[oc]`
+/// (per-channel weights). ReLU clamps at the output zero point.
 pub fn requantizer(
     layer: &ConvLayer,
     input_scale: f64,
@@ -101,22 +101,20 @@ pub fn requantizer(
         .map(|oc| si * (quant.scale(oc) as f32))
         .collect();
     let multipliers = atws.iter().map(|&a| a / so).collect();
-    let bias_terms = float_bias(layer).map(|bias| {
-        bias.iter()
-            .zip(&atws)
-            .map(|(&b, &a)| {
-                if quant.per_channel {
-                    b / a
-                } else {
-                    b * ((1.0f64 / a as f64) as f32)
-                }
-            })
-            .collect()
-    });
+    let bias = match float_bias(layer) {
+        None => FloatBiasTerm::None,
+        Some(bias) if quant.per_channel => {
+            FloatBiasTerm::Precomputed(bias.iter().zip(&atws).map(|(&b, &a)| b / a).collect())
+        }
+        Some(bias) => FloatBiasTerm::FusedReciprocal {
+            bias: bias.to_vec(),
+            reciprocal: atws.iter().map(|&a| (1.0f64 / a as f64) as f32).collect(),
+        },
+    };
     let zero_point = layer.output.zero_point;
     FloatBiasFp32Requantizer {
         multipliers,
-        bias_terms,
+        bias,
         zero_point,
         range: (if layer.relu { zero_point } else { 0 }, 255),
     }

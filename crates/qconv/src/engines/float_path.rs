@@ -2,9 +2,10 @@
 //! convolution with the float bias, applying ReLU, and quantizing the result.
 //!
 //! Dequantization is PyTorch's (per-tensor: one float multiply; per-channel: a double multiply
-//! rounded to float once). The convolution sums float32 products in float32; PyTorch's own
-//! summation order (oneDNN's blocking) is not reproducible in general, so results may differ from
-//! PyTorch's where the sum lies within float32 rounding error of a quantization boundary.
+//! rounded to float once). The convolution is a float32 fused multiply-add chain in tap-major
+//! order, bias last. PyTorch's float convolution (oneDNN) blocks its loops by CPU and shape, so
+//! no fixed order can be promised to match it everywhere: results may differ where the sum lies
+//! within float32 rounding error of a quantization boundary ([`boundary_analysis`]).
 //! Quantization multiplies by the float reciprocal of the output scale and rounds ties to even.
 //! See `docs/numerics/float-path.md`.
 
@@ -44,8 +45,9 @@ pub fn dequantized(layer: &ConvLayer, input_scale: f64) -> (Vec<f32>, Vec<f32>) 
     (input, weight)
 }
 
-/// Float32 convolution of dequantized values, one sequential float32 sum per output element,
-/// the bias added last.
+/// Float32 convolution of dequantized values: per output element, a sequential chain of fused
+/// multiply-adds over the taps in tap-major order (`k = (r * KW + s) * Cg + c`), the bias added
+/// last.
 struct Float32Conv<'a> {
     bias: Option<&'a [f32]>,
 }
@@ -59,10 +61,12 @@ impl Accumulation for Float32Conv<'_> {
     }
 
     fn accumulate(&self, row: &[f32], weights: &[f32], oc: usize) -> f32 {
+        // One fused multiply-add per tap, in tap-major order, as oneDNN's float convolution
+        // accumulates on x86 (this order and FMA reproduce PyTorch on every golden case).
         let sum = row
             .iter()
             .zip(weights)
-            .fold(0.0f32, |s, (&a, &w)| s + a * w);
+            .fold(0.0f32, |s, (&a, &w)| a.mul_add(w, s));
         match self.bias {
             Some(b) => sum + b[oc],
             None => sum,
@@ -96,5 +100,87 @@ pub fn run(layer: &ConvLayer) -> Result<EngineOutput> {
         shape: g.output_shape(),
         values,
         accumulators: Accumulators::Float(acc),
+    })
+}
+
+/// Where one float-path output element lies relative to the quantizer's rounding boundaries,
+/// and how far any float32 evaluation of its sum can stray. Used to show that a disagreement
+/// with PyTorch's float path is a summation-order effect, not a modelling error.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BoundaryAnalysis {
+    /// The exact value of the conv output: the exact sum of the dequantized float32 products,
+    /// plus the bias.
+    pub exact: f64,
+    /// `exact` in output steps (times the float reciprocal of the output scale, as PyTorch's
+    /// quantizer multiplies), zero point not included.
+    pub steps: f64,
+    /// Distance from `steps` to the nearest rounding boundary `k + 0.5`, in output steps.
+    pub boundary_distance: f64,
+    /// Worst-case deviation, in output steps, of a float32 evaluation of the sum in any order
+    /// (products rounded, then `K` additions and the bias), plus the rounding of the final
+    /// multiply: `inv * gamma(K + 2) * (sum |products| + |bias|) + |steps| * 2^-23`.
+    pub error_bound: f64,
+}
+
+impl BoundaryAnalysis {
+    /// Whether float32 rounding alone can move this element across a rounding boundary.
+    pub fn is_ambiguous(&self) -> bool {
+        self.boundary_distance <= self.error_bound
+    }
+}
+
+/// Analyses output element `index` (NCHW flat) of the float path on `layer`.
+pub fn boundary_analysis(layer: &ConvLayer, index: usize) -> Result<BoundaryAnalysis> {
+    use num_bigint::BigInt;
+    let scales = check_layer(EngineKind::FloatPath.name(), layer)?;
+    let g = &layer.geometry;
+    let (input, weight) = dequantized(layer, scales.input);
+    let [n, oc, oh, ow] = g.output_coords(index);
+    let grp = oc / g.group_out_channels();
+    let k_len = g.reduction_len();
+    let mut row = vec![0.0f32; k_len];
+    crate::accumulate::gather_row(g, &input, 0.0, [n, grp, oh, ow], &mut row);
+    let rows = pack_weight_rows(g, &weight);
+    let w = &rows[oc * k_len..(oc + 1) * k_len];
+    // Every product of two float32 values is exact in f64; sum them exactly as integers scaled
+    // by 2^-1100 (below the smallest product exponent).
+    let mut terms: Vec<f64> = row
+        .iter()
+        .zip(w)
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .collect();
+    let bias = float_bias(layer).map_or(0.0, |b| b[oc] as f64);
+    terms.push(bias);
+    let sum_abs: f64 = terms.iter().map(|t| t.abs()).sum();
+    let mut exact = BigInt::from(0);
+    for t in &terms {
+        if *t != 0.0 {
+            let bits = t.to_bits();
+            let exp = ((bits >> 52) & 0x7ff) as i64;
+            let frac = (bits & ((1u64 << 52) - 1)) as i64;
+            let (m, e) = if exp == 0 {
+                (frac, -1074)
+            } else {
+                (frac | (1 << 52), exp - 1075)
+            };
+            let m = if t.is_sign_negative() { -m } else { m };
+            exact += BigInt::from(m) << (e + 1100) as usize;
+        }
+    }
+    let exact = crate::numerics::scaled_bigint_to_f64(&exact, -1100);
+    let inv = (1.0f32 / scales.output as f32) as f64;
+    let steps = exact * inv;
+    let boundary_distance = ((steps - 0.5).round() + 0.5 - steps)
+        .abs()
+        .min((steps + 0.5).round() - 0.5 - steps)
+        .abs();
+    let u = 2f64.powi(-24);
+    let nu = (k_len + 2) as f64 * u;
+    let error_bound = inv * nu / (1.0 - nu) * sum_abs + steps.abs() * 2f64.powi(-23);
+    Ok(BoundaryAnalysis {
+        exact,
+        steps,
+        boundary_distance,
+        error_bound,
     })
 }

@@ -57,11 +57,78 @@ struct RawConv {
     relu: Option<bool>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A TOML value that is one number or a list of numbers.
 enum OneOrMany<T> {
     One(T),
     Many(Vec<T>),
+}
+
+/// Numbers a [`OneOrMany`] can hold.
+trait Scalar: Sized {
+    fn from_i64(v: i64) -> Option<Self>;
+    fn from_f64(v: f64) -> Option<Self>;
+}
+
+impl Scalar for f64 {
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(v as f64)
+    }
+    fn from_f64(v: f64) -> Option<Self> {
+        Some(v)
+    }
+}
+
+impl Scalar for i64 {
+    fn from_i64(v: i64) -> Option<Self> {
+        Some(v)
+    }
+    fn from_f64(v: f64) -> Option<Self> {
+        (v.fract() == 0.0 && v.abs() < 9.0e15).then_some(v as i64)
+    }
+}
+
+struct OneOrManyVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Scalar + Deserialize<'de>> serde::de::Visitor<'de> for OneOrManyVisitor<T> {
+    type Value = OneOrMany<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a number or a list of numbers")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        T::from_i64(v)
+            .map(OneOrMany::One)
+            .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        i64::try_from(v)
+            .ok()
+            .and_then(T::from_i64)
+            .map(OneOrMany::One)
+            .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        T::from_f64(v)
+            .map(OneOrMany::One)
+            .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Float(v), &self))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut values = Vec::new();
+        while let Some(v) = seq.next_element()? {
+            values.push(v);
+        }
+        Ok(OneOrMany::Many(values))
+    }
+}
+
+impl<'de, T: Scalar + Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(OneOrManyVisitor(std::marker::PhantomData))
+    }
 }
 
 impl<T: Clone> OneOrMany<T> {
@@ -455,7 +522,8 @@ zero_point = 0
     fn errors_name_file_line_and_field() {
         let bad = FORUM.replace("scale = 0.012728", "scale = \"x\"");
         let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
-        assert!(e.starts_with("f.toml: line 10, field `input.scale`"), "{e}");
+        assert!(e.starts_with("f.toml: line 9, field `input.scale`"), "{e}");
+        assert!(e.contains("expected a number or a list of numbers"), "{e}");
         let bad = FORUM.replace("scale = 0.012728", "scale = 0.0");
         let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
         assert_eq!(

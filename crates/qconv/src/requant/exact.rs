@@ -2,7 +2,7 @@
 
 use num_bigint::BigInt;
 use num_integer::Integer;
-use num_traits::{One, Signed, Zero};
+use num_traits::{One, Zero};
 
 use super::Requantizer;
 use crate::layer::Bias;
@@ -117,15 +117,7 @@ fn ratio_to_f64(n: &BigInt, d: &BigInt) -> f64 {
     } else {
         (n >> (-shift) as usize) / d
     };
-    let magnitude = scaled.abs();
-    let mut v = magnitude
-        .to_string()
-        .parse::<f64>()
-        .unwrap_or(f64::INFINITY);
-    if scaled.is_negative() {
-        v = -v;
-    }
-    v * 2f64.powi(-(shift as i32))
+    crate::numerics::scaled_bigint_to_f64(&scaled, -shift)
 }
 
 /// Rounds the exact real value of each output, `(acc * s_in * s_w[oc] + bias) / s_out`, to the

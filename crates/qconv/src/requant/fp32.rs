@@ -75,14 +75,30 @@ impl Requantizer for Fp32Requantizer {
     }
 }
 
+/// How a float bias enters [`FloatBiasFp32Requantizer`].
+#[derive(Clone, Debug)]
+pub enum FloatBiasTerm {
+    /// No bias.
+    None,
+    /// `fma(bias[oc], reciprocal[oc], f32(acc))`: the bias times a precomputed reciprocal of the
+    /// accumulator scale, added to the accumulator with a single rounding. FBGEMM's per-tensor
+    /// scheme: its `add(acc, mul(bias, rcp))` is contracted into one FMA by the compiler.
+    FusedReciprocal {
+        bias: Vec<f32>,
+        reciprocal: Vec<f32>,
+    },
+    /// `f32(acc) + term[oc]`, the term already in accumulator units (FBGEMM's per-channel
+    /// scheme divides the bias by the accumulator scale, which cannot fuse).
+    Precomputed(Vec<f32>),
+}
+
 /// FBGEMM's requantization with a float bias: the int32 accumulator is converted to float, the
-/// bias (already divided by the accumulator's scale, in float) is added in float, the sum is
-/// multiplied by the multiplier, rounded with `cvtps2dq` and stored through the pack chain.
+/// bias (brought to accumulator units in float) is added, the sum is multiplied by the
+/// multiplier, rounded with `cvtps2dq` and stored through the pack chain.
 #[derive(Clone, Debug)]
 pub struct FloatBiasFp32Requantizer {
     pub multipliers: Vec<f32>,
-    /// Per output channel, the bias in accumulator units, or `None` without bias.
-    pub bias_terms: Option<Vec<f32>>,
+    pub bias: FloatBiasTerm,
     pub zero_point: i32,
     pub range: (i32, i32),
 }
@@ -92,9 +108,12 @@ impl FloatBiasFp32Requantizer {
     #[inline(always)]
     pub fn biased(&self, acc: i32, oc: usize) -> f32 {
         let f = acc as f32;
-        match &self.bias_terms {
-            Some(b) => f + b[oc],
-            None => f,
+        match &self.bias {
+            FloatBiasTerm::None => f,
+            FloatBiasTerm::FusedReciprocal { bias, reciprocal } => {
+                bias[oc].mul_add(reciprocal[oc], f)
+            }
+            FloatBiasTerm::Precomputed(terms) => f + terms[oc],
         }
     }
 
@@ -146,7 +165,7 @@ mod tests {
         let m = atws / 0.02091f32;
         let r = FloatBiasFp32Requantizer {
             multipliers: vec![m],
-            bias_terms: Some(vec![0.0]),
+            bias: FloatBiasTerm::Precomputed(vec![0.0]),
             zero_point: 0,
             range: (0, 255),
         };

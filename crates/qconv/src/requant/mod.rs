@@ -9,7 +9,7 @@ mod exact;
 mod fp32;
 
 pub use exact::ExactRequantizer;
-pub use fp32::{FloatBiasFp32Requantizer, Fp32Requantizer, Fp32Store};
+pub use fp32::{FloatBiasFp32Requantizer, FloatBiasTerm, Fp32Requantizer, Fp32Store};
 
 /// Maps one accumulator of output channel `oc` to the output integer.
 pub trait Requantizer: Sync {

@@ -1,0 +1,50 @@
+//! The `qconv` command line.
+
+mod compare;
+mod conformance;
+mod report;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exact quantized convolution, and bit-exact models of the engines that compute it.
+///
+/// LAYER is a TOML layer file (see the README), a golden case file (.json), or one case of a
+/// golden collection (FILE.jsonl#ID or FILE.jsonl.gz#ID).
+#[derive(Parser)]
+#[command(name = "qconv", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compute a layer's quantized output with one engine model.
+    Run(run::Args),
+    /// Run several engine models on a layer and show every output element where they differ.
+    Compare(compare::Args),
+    /// Check an engine model against golden case files, bit for bit.
+    Conformance(conformance::Args),
+}
+
+/// A failure the user can fix (bad input, a refused layer): exit code 2.
+pub const EXIT_USER_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::main(args),
+        Command::Compare(args) => compare::main(args),
+        Command::Conformance(args) => conformance::main(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USER_ERROR)
+        }
+    }
+}

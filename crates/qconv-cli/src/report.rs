@@ -1,0 +1,85 @@
+//! Shared pieces of the commands' text output.
+
+use qconv::engines::EngineOutput;
+use qconv::io::LoadedLayer;
+use qconv::{ConvLayer, Isa, RunOptions};
+
+/// Where the modelled ISA came from, in words.
+pub fn isa_origin(options: &RunOptions, layer: &ConvLayer) -> String {
+    let isa = options.resolve_isa(layer);
+    let why = if options.isa.is_some() {
+        "from --isa"
+    } else if layer.recorded_isa.is_some() {
+        "recorded by the layer"
+    } else {
+        "this CPU's"
+    };
+    format!("{isa} ({why})")
+}
+
+/// A one-line summary of a layer.
+pub fn describe_layer(loaded: &LoadedLayer) -> String {
+    let l = &loaded.layer;
+    let g = &l.geometry;
+    let p = g.padding;
+    let weight_scheme = if l.weight.quant.per_channel {
+        "per-channel"
+    } else {
+        "per-tensor"
+    };
+    let output = match l.output.scale {
+        Some(s) => format!(
+            "{} (scale {s}, zero point {})",
+            l.output.dtype, l.output.zero_point
+        ),
+        None => l.output.dtype.to_string(),
+    };
+    format!(
+        "{name}: input {in_shape:?} {in_dtype}, weight {w_shape:?} {w_dtype} {weight_scheme}, \
+         kernel {k:?} stride {s:?} padding [{t},{left},{b},{r}] dilation {d:?} groups {groups}{bias}{relu} \
+         -> output {out_shape:?} {output}",
+        name = l.name,
+        in_shape = l.input.shape,
+        in_dtype = l.input.dtype,
+        w_shape = l.weight.shape,
+        w_dtype = l.weight.dtype,
+        k = g.kernel,
+        s = g.stride,
+        t = p.top,
+        left = p.left,
+        b = p.bottom,
+        r = p.right,
+        d = g.dilation,
+        groups = g.groups,
+        bias = match &l.bias {
+            Some(qconv::Bias::Float32(_)) => ", float32 bias",
+            Some(qconv::Bias::Int32(_)) => ", int32 bias",
+            None => "",
+        },
+        relu = if l.relu { ", fused ReLU" } else { "" },
+        out_shape = g.output_shape(),
+    )
+}
+
+/// The column label of an engine's output: its name, with the ISA for ISA-dependent engines.
+pub fn engine_label(out: &EngineOutput) -> String {
+    match out.isa {
+        Some(isa) if out.engine.depends_on_isa() => format!("{}({isa})", out.engine),
+        _ => out.engine.to_string(),
+    }
+}
+
+/// Formats `[n,c,h,w]`.
+pub fn coords(c: [usize; 4]) -> String {
+    format!("[{},{},{},{}]", c[0], c[1], c[2], c[3])
+}
+
+/// Parses an `--isa` value.
+pub fn parse_isa(s: &str) -> Result<Isa, String> {
+    s.parse().map_err(|e: qconv::Error| e.to_string())
+}
+
+/// Parses an `--engine` value.
+pub fn parse_engine(s: &str) -> Result<qconv::EngineKind, String> {
+    s.parse().map_err(|e: qconv::Error| e.to_string())
+}
