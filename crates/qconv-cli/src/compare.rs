@@ -44,18 +44,23 @@ pub fn main(args: Args) -> Result<ExitCode> {
     };
 
     let mut outputs: Vec<EngineOutput> = Vec::new();
+    let mut refusals = Vec::new();
     for &engine in &wanted {
         match engines::run(engine, layer, &options) {
             Ok(out) => outputs.push(out),
             Err(e) if explicit => bail!("{e}"),
-            Err(e) => eprintln!("note: {e}"),
+            Err(e) => refusals.push(e.to_string()),
         }
     }
     if outputs.len() < 2 {
         bail!(
-            "{}: fewer than two engines accept this layer; nothing to compare",
-            args.layer
+            "{}: fewer than two engines accept this layer, nothing to compare ({})",
+            args.layer,
+            refusals.join("; ")
         );
+    }
+    for r in &refusals {
+        eprintln!("note: {r}");
     }
     // The exact real values, for reference; from the exact run if there was one.
     let exact_acc = outputs

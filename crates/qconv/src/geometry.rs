@@ -55,6 +55,11 @@ impl Padding {
         }
     }
 
+    /// `[top, left, bottom, right]`.
+    pub fn as_array(&self) -> [usize; 4] {
+        [self.top, self.left, self.bottom, self.right]
+    }
+
     /// Whether top == bottom and left == right.
     pub fn is_symmetric(&self) -> bool {
         self.top == self.bottom && self.left == self.right

@@ -36,8 +36,9 @@ pub(super) fn check_layer(engine: &str, layer: &ConvLayer) -> Result<LayerScales
     }
     if !layer.geometry.padding.is_symmetric() {
         return refuse(format!(
-            "PyTorch's Conv2d pads symmetrically; this layer's padding {:?} is not",
-            layer.geometry.padding
+            "PyTorch's Conv2d pads symmetrically; this layer's padding [top, left, bottom, right] \
+             = {:?} is not",
+            layer.geometry.padding.as_array()
         ));
     }
     if layer.output.clamp.is_some() {

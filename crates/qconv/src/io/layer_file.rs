@@ -210,8 +210,11 @@ fn load_values(
     let file = file.expect("one source");
     let path = base.join(file);
     let path_text = path.to_string_lossy().to_string();
+    // A file the layer names but that cannot be read is reported against the layer's field.
+    let read =
+        |p: &str| read_file(p).map_err(|e| Error::invalid(format!("{field}.file"), e.to_string()));
     if file.ends_with(".npy") {
-        let array = super::npy::parse(&path_text, &read_file(&path_text)?)?;
+        let array = super::npy::parse(&path_text, &read(&path_text)?)?;
         let values = match array.data {
             super::npy::NpyData::Int(v) => v.into_iter().map(|x| x as f64).collect(),
             super::npy::NpyData::Float(v) => v,
@@ -223,7 +226,7 @@ fn load_values(
     } else if file.ends_with(".csv") {
         let shape = shape
             .ok_or_else(|| Error::invalid(format!("{field}.shape"), "required with a .csv file"))?;
-        let bytes = read_file(&path_text)?;
+        let bytes = read(&path_text)?;
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| Error::parse(&path_text, "", "not UTF-8 text"))?;
         Ok(TensorValues {

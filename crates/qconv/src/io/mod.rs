@@ -13,9 +13,9 @@ use crate::layer::ConvLayer;
 
 /// Reads a whole file; the error names the path.
 pub fn read_file(path: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io {
+    std::fs::read(path).map_err(|error| Error::Io {
         path: path.to_string(),
-        source,
+        error,
     })
 }
 

@@ -69,9 +69,9 @@ pub fn write_atomically(path: &str, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let io_err = |source| Error::Io {
+    let io_err = |error| Error::Io {
         path: path.to_string(),
-        source,
+        error,
     };
     std::fs::write(&tmp, bytes).map_err(io_err)?;
     std::fs::rename(&tmp, target).map_err(|e| {

@@ -1,0 +1,701 @@
+//! The `qconv` binary end to end: results, formats, and bad input (exit code 2, one line naming
+//! the file and the field or line, nothing written, no panic).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn forum() -> String {
+    repo()
+        .join("examples/forum-5x5.toml")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs qconv; returns (exit code, stdout, stderr).
+fn qconv(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_qconv"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("qconv runs");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+const LAYER: &str = r#"name = "small"
+[conv]
+padding = [1, 1]
+[input]
+dtype = "uint8"
+shape = [1, 2, 3, 3]
+scale = 0.05
+zero_point = 10
+data = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 255]
+[weight]
+dtype = "int8"
+shape = [2, 2, 2, 2]
+scale = [0.01, 0.02]
+zero_point = 0
+data = [1, -2, 3, -4, 5, -6, 7, -8, 127, -128, 0, 1, 2, 3, 4, 5]
+[bias]
+data = [0.5, -0.25]
+[output]
+dtype = "uint8"
+scale = 0.1
+zero_point = 5
+"#;
+
+/// Asserts a user error: exit code 2, one line on stderr containing every `needle`, nothing on
+/// stdout, no panic.
+fn assert_user_error(args: &[&str], needles: &[&str]) {
+    let (code, stdout, stderr) = qconv(args);
+    assert_eq!(code, 2, "{args:?}: exit code\nstderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{args:?}: one line: {stderr}"
+    );
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{args:?}: `{n}` missing from: {stderr}");
+    }
+    assert!(stdout.is_empty(), "{args:?}: stdout: {stdout}");
+}
+
+/// Writes `LAYER` with `from` replaced by `to`, runs `qconv run` with an output file, and checks
+/// the error and that nothing was written.
+fn bad_layer(test: &str, from: &str, to: &str, needles: &[&str]) {
+    assert!(LAYER.contains(from), "{test}: `{from}` not in the layer");
+    let dir = scratch(test);
+    let path = write(&dir, "layer.toml", LAYER.replacen(from, to, 1));
+    let out = dir.join("out.csv");
+    let out_s = out.to_string_lossy().into_owned();
+    let mut all = vec!["layer.toml"];
+    all.extend_from_slice(needles);
+    assert_user_error(&["run", &path, "--output", &out_s], &all);
+    assert!(!out.exists(), "{test}: an output was written");
+}
+
+#[test]
+fn forum_compare_shows_every_engine() {
+    let (code, stdout, stderr) = qconv(&["compare", &forum()]);
+    assert_eq!(code, 0, "{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("[0,0,0,0]"))
+        .expect("a row for the one output element");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // index, exact, float-path, fbgemm(avx2), x86(avx2), qnnpack, exact real value
+    assert_eq!(&cols[..6], &["[0,0,0,0]", "0", "0", "7", "7", "0"], "{row}");
+    assert!(cols[6].starts_with("-24.63"), "{row}");
+    assert!(stdout.contains("fbgemm(avx2)"), "{stdout}");
+    assert!(stdout.contains("1 of 1 output elements differ"), "{stdout}");
+    assert!(
+        stdout.contains("fbgemm: the model matches the recorded result on 1 of 1"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn forum_on_vnni_is_exact() {
+    let (code, stdout, _) = qconv(&[
+        "run",
+        &forum(),
+        "--engine",
+        "fbgemm",
+        "--isa",
+        "avx512-vnni",
+    ]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("exact int32 (vpdpbusd)"), "{stdout}");
+    assert_eq!(stdout.lines().last().unwrap().trim(), "0");
+    let (_, stdout, _) = qconv(&["run", &forum(), "--engine", "fbgemm"]);
+    assert_eq!(stdout.lines().last().unwrap().trim(), "7");
+}
+
+#[test]
+fn run_writes_csv_npy_and_json() {
+    let dir = scratch("formats");
+    let layer = write(&dir, "layer.toml", LAYER);
+    let (_, table, _) = qconv(&["run", &layer, "--engine", "qnnpack"]);
+    let printed: Vec<String> = table
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(printed.len(), 8, "{table}"); // 2 channels x 4 rows
+    for ext in ["csv", "npy", "json"] {
+        let out = dir
+            .join(format!("out.{ext}"))
+            .to_string_lossy()
+            .into_owned();
+        let (code, _, stderr) = qconv(&["run", &layer, "--engine", "qnnpack", "-o", &out]);
+        assert_eq!(code, 0, "{stderr}");
+        let bytes = std::fs::read(&out).unwrap();
+        match ext {
+            "csv" => {
+                let csv = String::from_utf8(bytes).unwrap();
+                assert_eq!(csv.lines().collect::<Vec<_>>(), printed);
+            }
+            "npy" => {
+                let a = qconv::io::npy::parse(&out, &bytes).unwrap();
+                assert_eq!(a.shape, vec![1, 2, 4, 4]);
+                let qconv::io::npy::NpyData::Int(v) = a.data else {
+                    panic!("integers")
+                };
+                let flat: Vec<String> = v.iter().map(|x| x.to_string()).collect();
+                assert_eq!(flat.join(","), printed.join(","));
+            }
+            _ => {
+                let j: serde_json_value::Value = serde_json_value::from_slice(&bytes);
+                assert_eq!(j.shape, vec![1, 2, 4, 4]);
+                assert_eq!(j.engine, "qnnpack");
+                let flat: Vec<String> = j.data.iter().map(|x| x.to_string()).collect();
+                assert_eq!(flat.join(","), printed.join(","));
+            }
+        }
+    }
+}
+
+/// A minimal reader for the JSON output, so the test does not depend on serde directly.
+mod serde_json_value {
+    pub struct Value {
+        pub engine: String,
+        pub shape: Vec<usize>,
+        pub data: Vec<i64>,
+    }
+
+    fn list(text: &str, key: &str) -> Vec<i64> {
+        let start = text.find(&format!("\"{key}\"")).unwrap();
+        let open = start + text[start..].find('[').unwrap();
+        let close = open + text[open..].find(']').unwrap();
+        text[open + 1..close]
+            .split(',')
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect()
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> Value {
+        let text = std::str::from_utf8(bytes).unwrap();
+        let e = text.find("\"engine\": \"").unwrap() + 11;
+        let engine = text[e..e + text[e..].find('"').unwrap()].to_string();
+        Value {
+            engine,
+            shape: list(text, "shape")
+                .into_iter()
+                .map(|v| v as usize)
+                .collect(),
+            data: list(text, "data"),
+        }
+    }
+}
+
+#[test]
+fn conformance_reports_failures_and_exit_codes() {
+    let golden = repo().join("tests/data/golden/pytorch-seed.jsonl.gz");
+    let golden = golden.to_string_lossy();
+    let (code, stdout, _) = qconv(&["conformance", "--engine", "fbgemm", &golden]);
+    assert_eq!((code, stdout.as_str()), (0, "1 passed, 0 failed\n"));
+    // The exact engine against fbgemm's results: one failing case.
+    let (code, stdout, _) = qconv(&[
+        "conformance",
+        "--engine",
+        "exact",
+        "--expect",
+        "fbgemm",
+        &golden,
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stdout,
+        "FAIL pytorch-seed-0000: 1 of 1 elements differ; first at [0,0,0,0]: expected 7, got 0\n\
+         0 passed, 1 failed\n"
+    );
+    // No key in the file: skipped.
+    let (code, stdout, _) = qconv(&["conformance", "--engine", "exact", &golden]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "0 passed, 0 failed, 1 skipped\n")
+    );
+    // The AVX2 result does not hold on a modelled VNNI CPU.
+    let (code, stdout, _) = qconv(&[
+        "conformance",
+        "--engine",
+        "fbgemm",
+        "--isa",
+        "avx512-vnni",
+        &golden,
+    ]);
+    assert_eq!(code, 1);
+    assert!(stdout.ends_with("0 passed, 1 failed\n"), "{stdout}");
+}
+
+#[test]
+fn a_case_of_a_collection_is_a_layer() {
+    let golden = repo().join("tests/data/golden/pytorch-mixed.jsonl.gz");
+    let spec = format!("{}#pytorch-mixed-0003", golden.to_string_lossy());
+    let (code, stdout, stderr) = qconv(&["compare", &spec, "--engines", "exact,fbgemm"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("fbgemm: the model matches the recorded result on"),
+        "{stdout}"
+    );
+    let whole = golden.to_string_lossy().into_owned();
+    assert_user_error(
+        &["run", &whole],
+        &["pytorch-mixed.jsonl.gz", "holds 300 cases", "#ID"],
+    );
+    let missing = format!("{whole}#nope");
+    assert_user_error(&["run", &missing], &["no case with id `nope`"]);
+}
+
+#[test]
+fn missing_files() {
+    assert_user_error(
+        &["run", "no/such/layer.toml"],
+        &["no/such/layer.toml", "No such file"],
+    );
+    bad_layer(
+        "missing_tensor_file",
+        "data = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 255]",
+        "file = \"nope.npy\"",
+        &["field `input.file`", "nope.npy", "No such file"],
+    );
+    assert_user_error(
+        &["run", "layer.yaml"],
+        &["layer.yaml", "unknown layer format"],
+    );
+}
+
+#[test]
+fn malformed_toml() {
+    bad_layer("toml_syntax", "[conv]", "[conv", &["line 2"]);
+    bad_layer(
+        "toml_type",
+        "scale = 0.05",
+        "scale = \"big\"",
+        &["line 7", "field `input.scale`"],
+    );
+    bad_layer(
+        "toml_unknown_field",
+        "padding = [1, 1]",
+        "paddding = [1, 1]",
+        &["unknown field `paddding`"],
+    );
+    bad_layer(
+        "toml_missing",
+        "dtype = \"int8\"\n",
+        "",
+        &["weight", "missing field `dtype`"],
+    );
+    bad_layer(
+        "toml_bad_dtype",
+        "dtype = \"int8\"",
+        "dtype = \"float16\"",
+        &["field `weight.dtype`", "float16"],
+    );
+    bad_layer(
+        "toml_two_sources",
+        "zero_point = 10",
+        "zero_point = 10\nfill = 3",
+        &["field `input`", "exactly one of"],
+    );
+}
+
+#[test]
+fn invalid_scales() {
+    for (value, shown) in [
+        ("0.0", "got 0"),
+        ("-0.05", "got -0.05"),
+        ("nan", "got NaN"),
+        ("inf", "got inf"),
+    ] {
+        bad_layer(
+            &format!("input_scale_{shown}"),
+            "scale = 0.05",
+            &format!("scale = {value}"),
+            &["field `input.scale`", "finite and > 0", shown],
+        );
+    }
+    bad_layer(
+        "weight_scale",
+        "scale = [0.01, 0.02]",
+        "scale = [0.01, 0.0]",
+        &["field `weight.scale[1]`"],
+    );
+    bad_layer(
+        "output_scale",
+        "scale = 0.1",
+        "scale = -inf",
+        &["field `output.scale`", "got -inf"],
+    );
+}
+
+#[test]
+fn zero_points_outside_the_dtype() {
+    bad_layer(
+        "input_zp",
+        "zero_point = 10",
+        "zero_point = 256",
+        &["field `input.zero_point`", "outside uint8"],
+    );
+    bad_layer(
+        "weight_zp",
+        "zero_point = 0\n",
+        "zero_point = -129\n",
+        &["field `weight.zero_point[0]`", "outside int8"],
+    );
+    bad_layer(
+        "output_zp",
+        "zero_point = 5",
+        "zero_point = -1",
+        &["field `output.zero_point`", "outside uint8"],
+    );
+}
+
+#[test]
+fn data_outside_the_dtype() {
+    bad_layer(
+        "input_data",
+        "160, 255]",
+        "160, 256]",
+        &["field `input.data`", "element 17 is 256", "uint8"],
+    );
+    bad_layer(
+        "weight_data",
+        "127, -128, 0",
+        "127, -129, 0",
+        &["field `weight.data`", "element 9 is -129"],
+    );
+    bad_layer(
+        "not_integer",
+        "160, 255]",
+        "160, 25.5]",
+        &["field `input.data[17]`", "invalid type"],
+    );
+}
+
+#[test]
+fn shape_mismatches() {
+    bad_layer(
+        "data_len",
+        "160, 255]",
+        "160]",
+        &["field `input.data`", "has 17 elements", "needs 18"],
+    );
+    bad_layer(
+        "weight_dims",
+        "shape = [2, 2, 2, 2]",
+        "shape = [2, 1, 2, 2]",
+        &["field `weight.shape`", "expected input channels / groups"],
+    );
+    bad_layer(
+        "groups",
+        "padding = [1, 1]",
+        "padding = [1, 1]\ngroups = 3",
+        &["conv.groups"],
+    );
+    bad_layer(
+        "kernel",
+        "padding = [1, 1]",
+        "padding = [1, 1]\nkernel = [3, 3]",
+        &["field `conv.kernel`"],
+    );
+    bad_layer(
+        "per_channel_scales",
+        "scale = [0.01, 0.02]",
+        "scale = [0.01, 0.02, 0.03]",
+        &["field `weight.scale`", "3 values", "expected 2"],
+    );
+    bad_layer(
+        "bias_len",
+        "data = [0.5, -0.25]",
+        "data = [0.5]",
+        &["field `bias.data`", "expected one per output channel (2)"],
+    );
+    bad_layer(
+        "padding_form",
+        "padding = [1, 1]",
+        "padding = [1, 1, 1]",
+        &["field `conv.padding`", "3 values"],
+    );
+}
+
+#[test]
+fn empty_outputs_and_absurd_sizes() {
+    bad_layer(
+        "empty",
+        "padding = [1, 1]",
+        "padding = [0, 0]\ndilation = [4, 4]",
+        &["empty output"],
+    );
+    bad_layer(
+        "stride0",
+        "padding = [1, 1]",
+        "padding = [1, 1]\nstride = [0, 1]",
+        &["conv.stride[0]", "> 0"],
+    );
+    let dir = scratch("absurd_shape");
+    let layer = LAYER
+        .replacen("shape = [1, 2, 3, 3]", "shape = [100000, 2, 100000, 100000]", 1)
+        .replacen(
+            "data = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 255]",
+            "fill = 1",
+            1,
+        );
+    let path = write(&dir, "layer.toml", layer);
+    assert_user_error(&["run", &path], &["layer.toml", "input.shape", "more than"]);
+}
+
+#[test]
+fn malformed_csv() {
+    let dir = scratch("csv");
+    let layer = LAYER.replacen(
+        "data = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 255]",
+        "file = \"input.csv\"",
+        1,
+    );
+    let path = write(&dir, "layer.toml", &layer);
+    write(
+        &dir,
+        "input.csv",
+        "0,10,20\n30,40,50\n60,70,80\n90,100,110\n120,130,140\n150,160,255\n",
+    );
+    let (code, _, stderr) = qconv(&["run", &path]);
+    assert_eq!(code, 0, "{stderr}");
+    write(&dir, "input.csv", "0,10,20\n30,40\n");
+    assert_user_error(
+        &["run", &path],
+        &["input.csv", "line 2", "expected 3 values"],
+    );
+    write(&dir, "input.csv", "0,10,20\n30,x,50\n");
+    assert_user_error(
+        &["run", &path],
+        &["input.csv", "line 2, column 2", "`x` is not a number"],
+    );
+    write(&dir, "input.csv", "0,10,20\n30,40,50\n");
+    assert_user_error(
+        &["run", &path],
+        &["input.csv", "found 2 rows", "needs 6 lines"],
+    );
+    write(
+        &dir,
+        "input.csv",
+        "0,10,20\n30,40,50\n60,70,80\n90,100,110\n120,130,140\n150,160,256\n",
+    );
+    assert_user_error(&["run", &path], &["layer.toml", "input.data", "256"]);
+}
+
+#[test]
+fn malformed_npy() {
+    let dir = scratch("npy");
+    let layer = LAYER.replacen(
+        "data = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160, 255]",
+        "file = \"input.npy\"",
+        1,
+    );
+    let path = write(&dir, "layer.toml", &layer);
+    let values: Vec<i32> = (0..18).map(|i| i * 10).collect();
+    let good = qconv::io::npy::encode(qconv::DType::Uint8, &[1, 2, 3, 3], &values);
+    write(&dir, "input.npy", &good);
+    let (code, _, stderr) = qconv(&["run", &path]);
+    assert_eq!(code, 0, "{stderr}");
+    write(&dir, "input.npy", &good[..good.len() - 5]);
+    assert_user_error(&["run", &path], &["input.npy", "truncated"]);
+    write(&dir, "input.npy", b"PK\x03\x04 not numpy");
+    assert_user_error(&["run", &path], &["input.npy", "not an .npy file"]);
+    let other = qconv::io::npy::encode(qconv::DType::Uint8, &[1, 2, 9], &values);
+    write(&dir, "input.npy", &other);
+    assert_user_error(
+        &["run", &path],
+        &["field `input.shape`", "the file holds shape [1, 2, 9]"],
+    );
+}
+
+#[test]
+fn malformed_json() {
+    let dir = scratch("json");
+    let seed = repo().join("tests/data/golden/pytorch-seed.jsonl.gz");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2_free_gunzip(&std::fs::read(seed).unwrap()).as_slice(),
+        &mut text,
+    )
+    .unwrap();
+    let line = text.trim_end();
+    let two = format!("{line}\n{{\"id\": \"broken\", \n");
+    let path = write(&dir, "cases.jsonl", two);
+    assert_user_error(
+        &["conformance", "--engine", "fbgemm", &path],
+        &["cases.jsonl", "line 2"],
+    );
+    let wrong_type = line.replace("\"zero_point\": 33", "\"zero_point\": \"33\"");
+    let path = write(&dir, "case.json", wrong_type);
+    assert_user_error(
+        &["run", &path],
+        &["case.json", "field `input.zero_point`", "invalid type"],
+    );
+    let bad_scale = line.replace("\"scale\": 0.012728", "\"scale\": 0.0");
+    let path = write(&dir, "scale.jsonl", bad_scale);
+    assert_user_error(
+        &["run", &path],
+        &["scale.jsonl", "line 1", "input.scale", "finite and > 0"],
+    );
+    let bad_expected = line.replace("\"fbgemm\": [7]", "\"fbgemm\": [7, 8]");
+    let path = write(&dir, "expected.jsonl", bad_expected);
+    assert_user_error(
+        &["conformance", "--engine", "fbgemm", &path],
+        &["expected.fbgemm", "the output has 1"],
+    );
+    let path = write(&dir, "empty.jsonl", "\n");
+    assert_user_error(&["conformance", &path], &["empty.jsonl", "no cases"]);
+}
+
+/// The seed file is gzip; this test reads it through the library's own reader instead of a
+/// gzip dependency.
+fn flate2_free_gunzip(_bytes: &[u8]) -> Vec<u8> {
+    let case = &qconv::io::golden::read_cases(
+        &repo()
+            .join("tests/data/golden/pytorch-seed.jsonl.gz")
+            .to_string_lossy(),
+    )
+    .unwrap()[0];
+    // Rebuild the line from the case: the fields this test edits are written the same way.
+    let l = &case.layer;
+    format!(
+        "{{\"id\": \"{}\", \"source\": {{\"framework\": \"pytorch\", \"isa\": \"avx2\"}}, \
+         \"conv\": {{\"kernel\": [5, 5], \"stride\": [1, 1], \"padding\": [0, 0], \"dilation\": [1, 1], \"groups\": 1}}, \
+         \"input\": {{\"dtype\": \"uint8\", \"shape\": [1, 1, 5, 5], \"scale\": 0.012728, \"zero_point\": 33, \"data\": {:?}}}, \
+         \"weight\": {{\"dtype\": \"int8\", \"shape\": [1, 1, 5, 5], \"axis\": null, \"scale\": [0.00292], \"zero_point\": [-11], \"data\": {:?}}}, \
+         \"bias\": {{\"dtype\": \"float32\", \"data\": [0.0]}}, \"relu\": false, \
+         \"output\": {{\"dtype\": \"uint8\", \"scale\": 0.02091, \"zero_point\": 0, \"shape\": [1, 1, 1, 1]}}, \
+         \"expected\": {{\"fbgemm\": [7], \"x86\": [7], \"qnnpack\": [0], \"float_path\": [0]}}}}\n",
+        case.id, l.input.data, l.weight.data
+    )
+    .into_bytes()
+}
+
+#[test]
+fn output_file_errors_write_nothing() {
+    let dir = scratch("outputs");
+    let layer = write(&dir, "layer.toml", LAYER);
+    let out = dir.join("out.txt");
+    assert_user_error(
+        &["run", &layer, "-o", &out.to_string_lossy()],
+        &["--output", "out.txt", ".csv, .npy or .json"],
+    );
+    assert!(!out.exists());
+    let out = dir.join("no/such/dir/out.csv");
+    assert_user_error(
+        &["run", &layer, "-o", &out.to_string_lossy()],
+        &["out.csv", "No such file"],
+    );
+    assert!(
+        std::fs::read_dir(&dir).unwrap().count() == 1,
+        "only the layer file remains"
+    );
+}
+
+#[test]
+fn engines_refuse_what_the_real_engine_refuses() {
+    let dir = scratch("refusals");
+    let int8_input = LAYER
+        .replacen(
+            "dtype = \"uint8\"\nshape = [1, 2, 3, 3]",
+            "dtype = \"int8\"\nshape = [1, 2, 3, 3]",
+            1,
+        )
+        .replacen("160, 255]", "160, 25]", 1)
+        .replacen(
+            "data = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120",
+            "data = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120",
+            1,
+        )
+        .replace(
+            "120, 130, 140, 150, 160, 25]",
+            "120, 127, 127, 127, 127, 25]",
+        );
+    let path = write(&dir, "int8.toml", int8_input);
+    for engine in ["fbgemm", "x86", "qnnpack", "float-path"] {
+        assert_user_error(&["run", &path, "--engine", engine], &["refuses", "quint8"]);
+    }
+    let (code, _, stderr) = qconv(&["run", &path, "--engine", "exact"]);
+    assert_eq!(code, 0, "{stderr}");
+    let asym = LAYER.replacen("padding = [1, 1]", "padding = [1, 0, 0, 1]", 1);
+    let path = write(&dir, "asym.toml", asym);
+    assert_user_error(
+        &["run", &path, "--engine", "fbgemm"],
+        &["refuses", "symmetrically"],
+    );
+    // compare needs two engines that accept the layer, and says who refused.
+    assert_user_error(
+        &["compare", &path],
+        &["fewer than two engines", "engine fbgemm refuses"],
+    );
+    // qnnpack refuses a requantization scale that is not a normal float (here 1e-40); compare
+    // leaves it out, says so, and compares the rest.
+    let tiny = LAYER
+        .replacen("scale = 0.05", "scale = 1e-20", 1)
+        .replacen("scale = [0.01, 0.02]", "scale = [1e-20, 1e-20]", 1)
+        .replacen("scale = 0.1", "scale = 1.0", 1);
+    let path = write(&dir, "tiny.toml", tiny);
+    assert_user_error(
+        &["run", &path, "--engine", "qnnpack"],
+        &["refuses", "not a positive normal"],
+    );
+    let (code, stdout, stderr) = qconv(&["compare", &path]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("note: engine qnnpack refuses"), "{stderr}");
+    assert!(
+        stdout.contains("fbgemm(") && !stdout.contains("qnnpack"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn unknown_engine_and_isa_are_usage_errors() {
+    let (code, _, stderr) = qconv(&["run", &forum(), "--engine", "tensorrt"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown engine `tensorrt`"), "{stderr}");
+    let (code, _, stderr) = qconv(&["run", &forum(), "--isa", "neon"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unknown ISA `neon`"), "{stderr}");
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["compare", "--help"],
+        vec!["conformance", "--help"],
+    ] {
+        let (code, stdout, _) = qconv(&cmd);
+        assert_eq!(code, 0);
+        assert!(stdout.contains("Usage:"), "{stdout}");
+    }
+}
