@@ -174,7 +174,7 @@ mod tests {
     fn pytorch_quantize_multiplies_by_the_reciprocal() {
         // FBGEMM's own example: dividing gives 127.499992, multiplying by 1/scale gives 127.5.
         assert_eq!(
-            quantize_8bit(0.273_939_937, 0.002_148_548_61, 0, DType::Uint8),
+            quantize_8bit(0.273_939_937_f64 as f32, 0.002_148_548_61, 0, DType::Uint8),
             128
         );
     }

@@ -3,7 +3,7 @@
 //!
 //! Dequantization is PyTorch's (per-tensor: one float multiply; per-channel: a double multiply
 //! rounded to float once). The convolution is a float32 fused multiply-add chain in tap-major
-//! order, bias last. PyTorch's float convolution (oneDNN) blocks its loops by CPU and shape, so
+//! order (starting from the bias for depthwise-style convolutions, else adding it last). PyTorch's float convolution (oneDNN) blocks its loops by CPU and shape, so
 //! no fixed order can be promised to match it everywhere: results may differ where the sum lies
 //! within float32 rounding error of a quantization boundary ([`boundary_analysis`]).
 //! Quantization multiplies by the float reciprocal of the output scale and rounds ties to even.
@@ -46,10 +46,13 @@ pub fn dequantized(layer: &ConvLayer, input_scale: f64) -> (Vec<f32>, Vec<f32>) 
 }
 
 /// Float32 convolution of dequantized values: per output element, a sequential chain of fused
-/// multiply-adds over the taps in tap-major order (`k = (r * KW + s) * Cg + c`), the bias added
-/// last.
+/// multiply-adds over the taps in tap-major order (`k = (r * KW + s) * Cg + c`), starting from the
+/// bias for convolutions with one input channel per group, else adding the bias last.
 struct Float32Conv<'a> {
     bias: Option<&'a [f32]>,
+    /// Whether the chain starts from the bias (one input channel per group) instead of adding it
+    /// after the last tap.
+    bias_first: bool,
 }
 
 impl Accumulation for Float32Conv<'_> {
@@ -62,7 +65,12 @@ impl Accumulation for Float32Conv<'_> {
 
     fn accumulate(&self, row: &[f32], weights: &[f32], oc: usize) -> f32 {
         // One fused multiply-add per tap, in tap-major order, as oneDNN's float convolution
-        // accumulates on x86 (this order and FMA reproduce PyTorch on every golden case).
+        // accumulates on x86. Its depthwise kernels start from the bias; the others add it last.
+        // (This reproduces PyTorch on every golden case; see docs/numerics/float-path.md.)
+        if self.bias_first {
+            let init = self.bias.map_or(0.0, |b| b[oc]);
+            return row.iter().zip(weights).fold(init, |s, (&a, &w)| a.mul_add(w, s));
+        }
         let sum = row
             .iter()
             .zip(weights)
@@ -82,6 +90,7 @@ pub fn run(layer: &ConvLayer) -> Result<EngineOutput> {
     let rows = pack_weight_rows(g, &weight);
     let conv = Float32Conv {
         bias: float_bias(layer),
+        bias_first: g.group_in_channels() == 1,
     };
     let acc = accumulate(g, &input, &rows, &conv);
     let zp = layer.output.zero_point;

@@ -1,11 +1,12 @@
 //! oneDNN's int8 convolution as PyTorch's `x86` engine calls it on AVX-512-VNNI CPUs (symmetric
-//! weights only).
+//! weights only), through ideep, with oneDNN 3.x's brgemm kernels.
 //!
-//! Accumulation is exact int32 (`vpdpbusd`, padded taps skipped). The post-processing runs in
-//! float32: the accumulator times the precomputed `f32(s_in * s_w[oc])`, plus the float bias,
-//! ReLU, times `f32(1 / s_out)`, plus the output zero point, then rounding to nearest even and
-//! saturation to uint8.
-
+//! Accumulation is exact int32 (`vpdpbusd`); padded taps contribute nothing. Post-processing is
+//! float32 with no fused operations, in this order: times the source scale, times the weight
+//! scale (two multiplies), plus the float bias, ReLU, times the reciprocal of the output scale,
+//! plus the output zero point (in float, before rounding), clamp to [0, 255], round to nearest
+//! even. PyTorch hands oneDNN reciprocals of the scales and ideep inverts them back, so the source
+//! scale and the output reciprocal pass through float round trips.
 use super::pytorch::{check_layer, float_bias};
 use super::{Accumulators, EngineKind, EngineOutput};
 use crate::dtype::DType;
@@ -19,11 +20,11 @@ pub(super) fn run_as(engine: EngineKind, layer: &ConvLayer, isa: Isa) -> Result<
     let scales = check_layer(engine.name(), layer)?;
     let g = &layer.geometry;
     let quant = &layer.weight.quant;
-    let (si, so) = (scales.input as f32, scales.output as f32);
-    let combined: Vec<f32> = (0..g.out_channels)
-        .map(|oc| si * quant.scale(oc) as f32)
-        .collect();
-    let inverse_output_scale = 1.0f32 / so;
+    // PyTorch passes 1/scale (double division, stored as float); ideep inverts the source and
+    // output values again in float; oneDNN takes the reciprocal of the output scale once more.
+    let source_scale = 1.0f32 / ((1.0f64 / scales.input) as f32);
+    let output_reciprocal = 1.0f32 / (1.0f32 / ((1.0f64 / scales.output) as f32));
+    let weight_scales: Vec<f32> = (0..g.out_channels).map(|oc| quant.scale(oc) as f32).collect();
     let bias = float_bias(layer);
     let zp = layer.output.zero_point as f32;
     let plane = g.out_h() * g.out_w();
@@ -36,15 +37,17 @@ pub(super) fn run_as(engine: EngineKind, layer: &ConvLayer, isa: Isa) -> Result<
         .enumerate()
         .map(|(i, &a)| {
             let oc = i / plane % g.out_channels;
-            let mut d = a as f32 * combined[oc];
+            let mut d = (a as f32 * source_scale) * weight_scales[oc];
             if let Some(b) = bias {
                 d += b[oc];
             }
             if layer.relu {
                 d = d.max(0.0);
             }
-            let d = d * inverse_output_scale + zp;
-            let d = d.clamp(0.0, 255.0);
+            let d = d * output_reciprocal + zp;
+            // saturate_f32: clamp in float, then convert.
+            let d = if d > 0.0 { d } else { 0.0 };
+            let d = if d < 255.0 { d } else { 255.0 };
             cvtps2dq(d)
         })
         .collect();

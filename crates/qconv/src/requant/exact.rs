@@ -48,11 +48,12 @@ impl ChannelRatio {
         let (mb, eb) = decompose(float_bias as f64);
         let ep = ei + ew;
         let e = if mb == 0 { ep } else { ep.min(eb) };
-        let mut a = BigInt::from(mi) * BigInt::from(mw) << (ep - e) as usize;
-        let mut b = BigInt::from(mb) << (eb - e).max(0) as usize;
-        if mb == 0 {
-            b = BigInt::zero();
-        }
+        let mut a = (BigInt::from(mi) * BigInt::from(mw)) << (ep - e) as usize;
+        let mut b = if mb == 0 {
+            BigInt::zero()
+        } else {
+            BigInt::from(mb) << (eb - e) as usize
+        };
         let mut d = BigInt::from(mo);
         if eo >= e {
             d <<= (eo - e) as usize;
