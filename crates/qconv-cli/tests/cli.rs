@@ -629,7 +629,11 @@ fn engines_refuse_what_the_real_engine_refuses() {
             "dtype = \"int8\"\nshape = [1, 2, 3, 3]",
             1,
         )
-        .replacen("120, 130, 140, 150, 160, 255]", "120, 127, 127, 127, 127, 25]", 1);
+        .replacen(
+            "120, 130, 140, 150, 160, 255]",
+            "120, 127, 127, 127, 127, 25]",
+            1,
+        );
     let path = write(&dir, "int8.toml", int8_input);
     for engine in ["fbgemm", "x86", "qnnpack", "float-path"] {
         assert_user_error(&["run", &path, "--engine", engine], &["refuses", "quint8"]);

@@ -69,7 +69,10 @@ impl Accumulation for Float32Conv<'_> {
         // (This reproduces PyTorch on every golden case; see docs/numerics/float-path.md.)
         if self.bias_first {
             let init = self.bias.map_or(0.0, |b| b[oc]);
-            return row.iter().zip(weights).fold(init, |s, (&a, &w)| a.mul_add(w, s));
+            return row
+                .iter()
+                .zip(weights)
+                .fold(init, |s, (&a, &w)| a.mul_add(w, s));
         }
         let sum = row
             .iter()

@@ -24,7 +24,9 @@ pub(super) fn run_as(engine: EngineKind, layer: &ConvLayer, isa: Isa) -> Result<
     // output values again in float; oneDNN takes the reciprocal of the output scale once more.
     let source_scale = 1.0f32 / ((1.0f64 / scales.input) as f32);
     let output_reciprocal = 1.0f32 / (1.0f32 / ((1.0f64 / scales.output) as f32));
-    let weight_scales: Vec<f32> = (0..g.out_channels).map(|oc| quant.scale(oc) as f32).collect();
+    let weight_scales: Vec<f32> = (0..g.out_channels)
+        .map(|oc| quant.scale(oc) as f32)
+        .collect();
     let bias = float_bias(layer);
     let zp = layer.output.zero_point as f32;
     let plane = g.out_h() * g.out_w();

@@ -6,10 +6,10 @@ use std::io::{BufRead, BufReader, Read};
 
 use serde::Deserialize;
 
-use super::{read_file, to_i32_data};
+use super::{bias, check_expected, int32, output_quant, read_file, to_i32_data, weight_axis};
 use crate::error::{Error, Result};
 use crate::geometry::Padding;
-use crate::layer::{Activations, Bias, ConvLayer, ConvParams, OutputQuant, Weights};
+use crate::layer::{Activations, ConvLayer, ConvParams, Weights};
 use crate::quant::WeightQuant;
 
 /// One golden case.
@@ -95,25 +95,6 @@ struct RawOutput {
     clamp: Option<[i64; 2]>,
 }
 
-fn zero_points(field: &str, values: &[i64]) -> Result<Vec<i32>> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, &z)| {
-            i32::try_from(z).map_err(|_| {
-                Error::invalid(
-                    format!("{field}[{i}]"),
-                    format!("{z} is not a 32-bit integer"),
-                )
-            })
-        })
-        .collect()
-}
-
-fn small_int(field: &str, v: i64) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::invalid(field, format!("{v} is not a 32-bit integer")))
-}
-
 impl RawCase {
     fn into_case(self) -> Result<GoldenCase> {
         let conv = ConvParams {
@@ -132,18 +113,9 @@ impl RawCase {
             shape: self.input.shape,
             data: to_i32_data("input.data", &self.input.data)?,
             scale: self.input.scale,
-            zero_point: small_int("input.zero_point", self.input.zero_point)?,
+            zero_point: int32("input.zero_point", self.input.zero_point)?,
         };
-        let per_channel = match self.weight.axis {
-            None => false,
-            Some(0) => true,
-            Some(a) => {
-                return Err(Error::invalid(
-                    "weight.axis",
-                    format!("{a}: only axis 0 (output channels) is supported"),
-                ));
-            }
-        };
+        let per_channel = weight_axis(self.weight.axis)?.unwrap_or(false);
         let weight = Weights {
             dtype: self
                 .weight
@@ -154,56 +126,26 @@ impl RawCase {
             data: to_i32_data("weight.data", &self.weight.data)?,
             quant: WeightQuant {
                 scales: self.weight.scale,
-                zero_points: zero_points("weight.zero_point", &self.weight.zero_point)?,
+                zero_points: self
+                    .weight
+                    .zero_point
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &z)| int32(&format!("weight.zero_point[{i}]"), z))
+                    .collect::<Result<_>>()?,
                 per_channel,
             },
         };
         let bias = match self.bias {
             None => None,
-            Some(b) => Some(match b.dtype.as_str() {
-                "float32" => Bias::Float32(b.data.iter().map(|&v| v as f32).collect()),
-                "int32" => Bias::Int32(
-                    b.data
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &v)| {
-                            if v.fract() == 0.0 && (i32::MIN as f64..=i32::MAX as f64).contains(&v)
-                            {
-                                Ok(v as i32)
-                            } else {
-                                Err(Error::invalid(
-                                    format!("bias.data[{i}]"),
-                                    format!("{v} is not an int32"),
-                                ))
-                            }
-                        })
-                        .collect::<Result<_>>()?,
-                ),
-                other => {
-                    return Err(Error::invalid(
-                        "bias.dtype",
-                        format!("`{other}` (expected float32 or int32)"),
-                    ));
-                }
-            }),
+            Some(b) => Some(bias(&b.dtype, &b.data)?),
         };
-        let output_dtype = self
-            .output
-            .dtype
-            .parse()
-            .map_err(|e: Error| e.within("output"))?;
-        let output = OutputQuant {
-            dtype: output_dtype,
-            scale: self.output.scale,
-            zero_point: small_int("output.zero_point", self.output.zero_point.unwrap_or(0))?,
-            clamp: match self.output.clamp {
-                Some([lo, hi]) => Some([
-                    small_int("output.clamp[0]", lo)?,
-                    small_int("output.clamp[1]", hi)?,
-                ]),
-                None => None,
-            },
-        };
+        let output = output_quant(
+            &self.output.dtype,
+            self.output.scale,
+            self.output.zero_point,
+            self.output.clamp,
+        )?;
         let mut layer = ConvLayer::new(
             self.id.clone(),
             conv,
@@ -224,15 +166,7 @@ impl RawCase {
                 ));
             }
         }
-        let out_len = layer.output_len();
-        for (key, values) in &self.expected {
-            if values.len() != out_len {
-                return Err(Error::invalid(
-                    format!("expected.{key}"),
-                    format!("has {} values, the output has {out_len}", values.len()),
-                ));
-            }
-        }
+        check_expected(&layer, &self.expected)?;
         if let Some(isa) = self.source.get("isa").and_then(|v| v.as_str()) {
             layer.recorded_isa = Some(isa.parse().map_err(|e: Error| e.within("source"))?);
         }

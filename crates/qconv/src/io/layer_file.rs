@@ -5,11 +5,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{read_file, to_i32_data};
+use super::{bias, check_expected, int32, output_quant, read_file, to_i32_data, weight_axis};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::{Padding, check_elements};
-use crate::layer::{Activations, Bias, ConvLayer, ConvParams, OutputQuant, Weights};
+use crate::layer::{Activations, ConvLayer, ConvParams, Weights};
 use crate::quant::WeightQuant;
 
 /// A layer read from a TOML file, with any engine results the file records.
@@ -352,20 +352,14 @@ fn build(base: &Path, raw: RawFile) -> Result<LayerFile> {
         ));
     }
     let weight = tensor("weight", base, raw.weight)?;
-    let per_channel = match weight.axis {
-        Some(0) => true,
+    let per_channel = match weight_axis(weight.axis)? {
+        Some(p) => p,
         None => {
             weight
                 .scales
                 .as_ref()
                 .is_some_and(|(v, many)| *many && v.len() > 1)
                 || (weight.zero_points.1 && weight.zero_points.0.len() > 1)
-        }
-        Some(a) => {
-            return Err(Error::invalid(
-                "weight.axis",
-                format!("{a}: only axis 0 (output channels) is supported"),
-            ));
         }
     };
     let oc = weight.shape[0];
@@ -389,48 +383,20 @@ fn build(base: &Path, raw: RawFile) -> Result<LayerFile> {
         Some(b) => {
             let dtype = b.dtype.as_deref().unwrap_or("float32");
             let values = load_values("bias", base, b.data, None, b.file.as_deref(), Some(&[oc]))?;
-            Some(match dtype {
-                "float32" => Bias::Float32(values.values.iter().map(|&v| v as f32).collect()),
-                "int32" => Bias::Int32(to_i32_data(
-                    "bias.data",
-                    &integers("bias.data", &values.values)?,
-                )?),
-                other => {
-                    return Err(Error::invalid(
-                        "bias.dtype",
-                        format!("`{other}` (expected float32 or int32)"),
-                    ));
-                }
-            })
+            Some(bias(dtype, &values.values)?)
         }
     };
-    let output = OutputQuant {
-        dtype: raw
-            .output
-            .dtype
-            .parse()
-            .map_err(|e: Error| e.within("output"))?,
-        scale: raw.output.scale,
-        zero_point: i32::try_from(raw.output.zero_point.unwrap_or(0))
-            .map_err(|_| Error::invalid("output.zero_point", "is not a 32-bit integer"))?,
-        clamp: match raw.output.clamp {
-            Some([lo, hi]) => Some([
-                i32::try_from(lo)
-                    .map_err(|_| Error::invalid("output.clamp[0]", "is not a 32-bit integer"))?,
-                i32::try_from(hi)
-                    .map_err(|_| Error::invalid("output.clamp[1]", "is not a 32-bit integer"))?,
-            ]),
-            None => None,
-        },
-    };
-    let to_i32 = |field: &str, v: i64| {
-        i32::try_from(v).map_err(|_| Error::invalid(field, format!("{v} is not a 32-bit integer")))
-    };
-    let input_zero_point = to_i32("input.zero_point", input.zero_points.0[0])?;
+    let output = output_quant(
+        &raw.output.dtype,
+        raw.output.scale,
+        raw.output.zero_point,
+        raw.output.clamp,
+    )?;
+    let input_zero_point = int32("input.zero_point", input.zero_points.0[0])?;
     let weight_zero_points = weight_zero_points
         .iter()
         .enumerate()
-        .map(|(i, &z)| to_i32(&format!("weight.zero_point[{i}]"), z))
+        .map(|(i, &z)| int32(&format!("weight.zero_point[{i}]"), z))
         .collect::<Result<Vec<_>>>()?;
     let mut layer = ConvLayer::new(
         raw.name.unwrap_or_else(|| "layer".to_string()),
@@ -462,15 +428,7 @@ fn build(base: &Path, raw: RawFile) -> Result<LayerFile> {
         }
         let _ = (source.framework, source.note);
     }
-    let out_len = layer.output_len();
-    for (key, values) in &raw.expected {
-        if values.len() != out_len {
-            return Err(Error::invalid(
-                format!("expected.{key}"),
-                format!("has {} values, the output has {out_len}", values.len()),
-            ));
-        }
-    }
+    check_expected(&layer, &raw.expected)?;
     Ok(LayerFile {
         layer,
         description: raw.description,
