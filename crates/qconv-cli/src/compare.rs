@@ -62,6 +62,11 @@ pub fn main(args: Args) -> Result<ExitCode> {
     for r in &refusals {
         eprintln!("note: {r}");
     }
+    for out in &outputs {
+        for w in &out.warnings {
+            eprintln!("warning: {}: {w}", out.engine);
+        }
+    }
     // The exact real values, for reference; from the exact run if there was one.
     let exact_acc = outputs
         .iter()
@@ -133,6 +138,10 @@ pub fn main(args: Args) -> Result<ExitCode> {
             );
         }
     }
+    let modelled = options.resolve_isa(layer);
+    let recorded_elsewhere = |o: &EngineOutput| {
+        o.engine.depends_on_isa() && layer.recorded_isa.is_some_and(|r| r != modelled)
+    };
     let recorded: Vec<String> = outputs
         .iter()
         .filter_map(|o| {
@@ -142,8 +151,16 @@ pub fn main(args: Args) -> Result<ExitCode> {
                 .zip(&o.values)
                 .filter(|&(&e, &v)| e == v as i64)
                 .count();
+            let caveat = if recorded_elsewhere(o) {
+                format!(
+                    " (recorded on {}, modelled on {modelled})",
+                    layer.recorded_isa.map_or("?", |i| i.name())
+                )
+            } else {
+                String::new()
+            };
             Some(format!(
-                "  {}: the model matches the recorded result on {matching} of {total} elements",
+                "  {}: the model matches the recorded result on {matching} of {total} elements{caveat}",
                 o.engine
             ))
         })

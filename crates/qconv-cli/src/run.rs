@@ -42,6 +42,9 @@ pub fn main(args: Args) -> Result<ExitCode> {
     let loaded = io::load_layer(&args.layer)?;
     let options = RunOptions { isa: args.isa };
     let out = engines::run(args.engine, &loaded.layer, &options)?;
+    for w in &out.warnings {
+        eprintln!("warning: {}: {w}", args.engine);
+    }
     if let (Some(path), Some(format)) = (&args.output, format) {
         output::write_atomically(path, &output::encode(format, &loaded.layer, &out))?;
         eprintln!(

@@ -107,5 +107,6 @@ pub fn run(layer: &ConvLayer) -> Result<EngineOutput> {
         shape: g.output_shape(),
         values,
         accumulators: Accumulators::Exact(acc),
+        warnings: Vec::new(),
     })
 }

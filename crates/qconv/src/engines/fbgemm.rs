@@ -58,13 +58,9 @@ impl FbgemmPath {
             return FbgemmPath::Depthwise;
         }
         let (cg, ocg) = (g.group_in_channels(), g.group_out_channels());
-        let groups_together = {
-            let lanes = if isa == Isa::Avx2 { 32 } else { 64 };
-            (lanes / ocg.max(1) / cg.max(4)).max(1)
-        };
         let groupwise = cg == ocg
             && matches!(cg, 2 | 4 | 8 | 16)
-            && g.groups >= groups_together
+            && g.groups >= groups_together(g, isa)
             && g.kernel == [3, 3]
             && pads.iter().all(|&p| p == 1)
             && g.dilation == [1, 1]
@@ -83,6 +79,29 @@ impl FbgemmPath {
         // The depthwise JIT uses vpmaddubsw on every ISA; the others use vpdpbusd with VNNI.
         self == FbgemmPath::Depthwise || !isa.has_avx512_vnni()
     }
+}
+
+/// FBGEMM's groupwise kernel handles `G_together` groups per step and has no tail: when the
+/// groupwise route is taken with `groups` not a multiple of `G_together`, FBGEMM (as shipped in
+/// PyTorch 2.15) reads and writes past its buffers and returns garbage or crashes. The model
+/// computes the intended result; this says so.
+pub fn groupwise_defect(g: &ConvGeometry, path: FbgemmPath, isa: Isa) -> Option<String> {
+    let together = groups_together(g, isa);
+    (path == FbgemmPath::Groupwise && g.groups % together != 0).then(|| {
+        format!(
+            "FBGEMM's groupwise kernel processes {together} groups at a time on {isa} and \
+             mishandles {} groups (not a multiple): the real engine returns garbage or crashes \
+             on this layer; qconv shows the intended result",
+            g.groups
+        )
+    })
+}
+
+/// How many groups FBGEMM's groupwise kernel processes together
+/// (`PackWeightMatrixForGConv::numOfGroupsTogether`): 32-byte vectors on AVX2, 64 on AVX-512.
+fn groups_together(g: &ConvGeometry, isa: Isa) -> usize {
+    let lanes = if isa == Isa::Avx2 { 32 } else { 64 };
+    (lanes / g.group_out_channels().max(1) / g.group_in_channels().max(4)).max(1)
 }
 
 /// FBGEMM's requantizer for `layer`: `atws[i] = f32(s_in * s_w[i])`, multiplier
@@ -159,10 +178,97 @@ pub(super) fn run_as(engine: EngineKind, layer: &ConvLayer, isa: Isa) -> Result<
         shape: g.output_shape(),
         values,
         accumulators: Accumulators::Int32(acc),
+        warnings: groupwise_defect(g, path, isa).into_iter().collect(),
     })
 }
 
 /// Runs the fbgemm model.
 pub fn run(layer: &ConvLayer, isa: Isa) -> Result<EngineOutput> {
     run_as(EngineKind::Fbgemm, layer, isa)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Padding;
+
+    fn conv(
+        c: usize,
+        oc: usize,
+        groups: usize,
+        k: usize,
+        pad: usize,
+        stride: usize,
+    ) -> ConvGeometry {
+        ConvGeometry {
+            batch: 1,
+            in_channels: c,
+            in_h: 12,
+            in_w: 12,
+            out_channels: oc,
+            kernel: [k, k],
+            stride: [stride, stride],
+            dilation: [1, 1],
+            padding: Padding::symmetric(pad, pad),
+            groups,
+        }
+    }
+
+    #[test]
+    fn routes_follow_fbgemm_conv_fast_path() {
+        use FbgemmPath::*;
+        let avx2 = Isa::Avx2;
+        assert_eq!(FbgemmPath::select(&conv(1, 1, 1, 5, 0, 1), avx2), Im2col);
+        assert_eq!(FbgemmPath::select(&conv(8, 8, 8, 3, 1, 1), avx2), Depthwise);
+        assert_eq!(
+            FbgemmPath::select(&conv(8, 16, 8, 5, 2, 2), avx2),
+            Depthwise
+        );
+        assert_eq!(FbgemmPath::select(&conv(6, 6, 6, 3, 1, 1), avx2), Im2col); // 6 % 8 != 0
+        assert_eq!(FbgemmPath::select(&conv(8, 8, 8, 3, 0, 1), avx2), Im2col); // padding
+        assert_eq!(
+            FbgemmPath::select(&conv(64, 64, 16, 3, 1, 1), avx2),
+            Groupwise
+        );
+        // 8 -> 8 channels, one group: G_together is 1, so a plain conv is "groupwise".
+        assert_eq!(FbgemmPath::select(&conv(8, 8, 1, 3, 1, 1), avx2), Groupwise);
+        // 2 channels per group need 4 groups on AVX2 and 8 on AVX-512.
+        assert_eq!(FbgemmPath::select(&conv(8, 8, 4, 3, 1, 1), avx2), Groupwise);
+        assert_eq!(
+            FbgemmPath::select(&conv(8, 8, 4, 3, 1, 1), Isa::Avx512),
+            Im2col
+        );
+        assert_eq!(
+            FbgemmPath::select(&conv(16, 32, 1, 1, 0, 1), avx2),
+            Pointwise
+        );
+        assert_eq!(FbgemmPath::select(&conv(16, 32, 1, 1, 0, 2), avx2), Im2col);
+    }
+
+    #[test]
+    fn saturation_by_route_and_isa() {
+        for path in [
+            FbgemmPath::Im2col,
+            FbgemmPath::Pointwise,
+            FbgemmPath::Groupwise,
+        ] {
+            assert!(path.saturates(Isa::Avx2) && path.saturates(Isa::Avx512));
+            assert!(!path.saturates(Isa::Avx512Vnni));
+        }
+        assert!(FbgemmPath::Depthwise.saturates(Isa::Avx512Vnni));
+    }
+
+    #[test]
+    fn groupwise_tail_defect_is_reported() {
+        let g = conv(20, 20, 10, 3, 1, 1); // 2 channels per group, 10 groups
+        let path = FbgemmPath::select(&g, Isa::Avx2);
+        assert_eq!(path, FbgemmPath::Groupwise);
+        let w = groupwise_defect(&g, path, Isa::Avx2).expect("10 is not a multiple of 4");
+        assert!(w.contains("4 groups at a time"), "{w}");
+        let g = conv(32, 32, 16, 3, 1, 1);
+        assert_eq!(
+            groupwise_defect(&g, FbgemmPath::select(&g, Isa::Avx2), Isa::Avx2),
+            None
+        );
+    }
 }

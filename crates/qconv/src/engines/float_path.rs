@@ -112,6 +112,7 @@ pub fn run(layer: &ConvLayer) -> Result<EngineOutput> {
         shape: g.output_shape(),
         values,
         accumulators: Accumulators::Float(acc),
+        warnings: Vec::new(),
     })
 }
 

@@ -139,6 +139,9 @@ pub struct EngineOutput {
     /// Output integers, NCHW row-major.
     pub values: Vec<i32>,
     pub accumulators: Accumulators,
+    /// Things the user should know about this result, e.g. that the real engine is known to
+    /// compute this layer wrongly.
+    pub warnings: Vec<String>,
 }
 
 /// Runs engine `kind` on `layer`.

@@ -61,5 +61,6 @@ pub(super) fn run_as(engine: EngineKind, layer: &ConvLayer, isa: Isa) -> Result<
         shape: g.output_shape(),
         values,
         accumulators: Accumulators::Int32(acc),
+        warnings: Vec::new(),
     })
 }

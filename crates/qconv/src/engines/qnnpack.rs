@@ -33,7 +33,8 @@ pub fn requantizer(
                 EngineKind::Qnnpack.name(),
                 format!(
                     "requantization scale {m:e} of output channel {oc} is not a positive normal \
-                     float (PyTorch: \"failed to create QNNPACK convolution\")"
+                     float (PyTorch: \"failed to create op with requantization scale: {m:e}: \
+                     requantization scale must be finite and positive\")"
                 ),
             ));
         }
@@ -76,5 +77,6 @@ pub fn run(layer: &ConvLayer) -> Result<EngineOutput> {
         shape: g.output_shape(),
         values,
         accumulators: Accumulators::Int32(acc),
+        warnings: Vec::new(),
     })
 }
