@@ -34,48 +34,60 @@ How a case is built
    qnnpack modules; the float path = dequantize, F.conv2d, quantize_per_tensor), and the
    results are written as a golden case.
 
-Questions (``source.question``; candidate names in ``source.candidates``, the model first)
+Questions (``source.question``; candidate names in ``source.candidates``, the design
+reference first)
 -----------------------------------------------------------------------------------------
 Notation: si = f32(input scale), sw = f32(weight scale[oc]), so = f32(output scale),
-atws = f32(si*sw), M = f32(atws/so), output y = clamp(rint(s) + zp, relu ? zp : 0, 255).
+atws = f32(si*sw), M = f32(atws/so), rcp = f32(1.0 / (double)atws) (equal to f32(1.0f/atws)
+for every scale drawn here), output y = clamp(rint(s) + zp, relu ? zp : 0, 255).
 
-Q1  FBGEMM, per-tensor weights, float bias (fbgemm; x86 when it routes to FBGEMM):
-      fma_rcp_d       s = f32(fma(b, rcp, f32(raw)) * M), rcp = f32(1.0 / (double)atws)  [model]
-      add_mul_rcp_d   s = f32(f32(f32(raw) + f32(b*rcp)) * M)
-      add_div         s = f32(f32(f32(raw) + f32(b/atws)) * M)
-      fma_rcp_f / add_mul_rcp_f   the same with rcp = f32(1.0f / atws)
-    for each FBGEMM path: im2col, pointwise, depthwise, groupwise.
-Q2  FBGEMM, per-channel weights, float bias: same candidates, model ``add_div``.
+Q1  FBGEMM, per-tensor weights, float bias (fbgemm; x86 when it routes to FBGEMM), for each
+    FBGEMM path (im2col, pointwise, depthwise, groupwise):
+      fma_rcp      s = f32(fma(b, rcp, f32(raw)) * M)                   [brief's model, reference]
+      add_mul_rcp  s = f32(f32(f32(raw) + f32(b*rcp)) * M)
+      add_div      s = f32(f32(f32(raw) + f32(b/atws)) * M)
+      fma_div      s = f32(f32(raw + b/atws) * M), one rounding of the sum (b/atws in double)
+    Finding: im2col, pointwise and groupwise follow fma_rcp; the depthwise kernel follows
+    add_mul_rcp (no contraction), on both ISAs.
+Q2  FBGEMM, per-channel weights, float bias: same candidates, reference ``add_div``
+    (every path follows it).
 Q3  qnnpack: acc = raw + bias_q, s = f32(f32(acc) * S)
       model        bias_q = rint(f32(b * f32(1/f32(sw_d*si_d)))), S = f32(atws * f32(1/so))
       mult_div     S = f32(atws / so)
       bias_div     bias_q = rint(f32(b / f32(sw_d*si_d)))
       bias_double  bias_q = rint(b / (sw_d*si_d)) in double
       float_bias   no integer bias: s = f32(f32(f32(raw) + f32(b/atws)) * S)
-Q4  x86 routed to oneDNN (symmetric weights, groups <= 100, AVX-512-VNNI host):
-      model        d = f32(f32(f32(raw)*C) + b), ReLU max(d,0), t = f32(d*R), u = f32(t + zp),
-                   y = rint(clamp(u, 0, 255)), C = f32(si*sw), R = f32(1/so)
-      fma_bias     d = fma(f32(raw), C, b)
-      div_out      t = f32(d / so)
-      zp_after     y = rint(t) + zp
-      fma_zp       u = fma(d, R, zp)
-      ideep_src    C = f32(si_e*sw), si_e = f32(1.0f / f32(1.0/si))   (ideep hands oneDNN
-                   1/(1/si) for the source scale)
-      ideep_dst    R = f32(1/so_e), so_e = f32(1.0f / f32(1.0/so))     (same for the output)
-      ideep_dst_div t = f32(d / so_e)
-      ideep_both   ideep_src and ideep_dst together
+    Finding: model.
+Q4  x86 routed to oneDNN (symmetric weights, groups <= 100, AVX-512-VNNI host).  ideep hands
+    oneDNN the source scale si_e = f32(1.0f / f32(1.0/si)) and the output scale
+    so_e = f32(1.0f / f32(1.0/so)); f32(1/so_e) == f32(1/so) always, so only a division by
+    so_e could show the output round trip.
+      two_step          d = f32(f32(f32(f32(raw)*si_e)*sw) + b), ReLU max(d, 0),
+                        t = f32(d*f32(1/so)), u = f32(t + zp), y = rint(clamp(u, 0, 255))
+                        [reference: the formula these cases found]
+      model             d = f32(f32(f32(raw)*f32(si*sw)) + b), rest as two_step  [brief's model]
+      combined_ideep_src  d = f32(f32(f32(raw)*f32(si_e*sw)) + b)
+      combined_fma_bias   d = fma(f32(raw), f32(si*sw), b)
+      two_step_plain_si   two_step with si instead of si_e
+      two_step_ws         f32(f32(raw*sw)*si_e): the weight scale first
+      two_step_swe        the weight scale also through f32(1/f32(1/sw))
+      two_step_fma_bias   d = fma(f32(raw*si_e), sw, b)
+      two_step_div_so / two_step_div_so_e   t = f32(d / so) / f32(d / so_e)
+      two_step_zp_after   y = rint(t) + zp (zero point after rounding)
+      two_step_fma_zp     u = fma(d, f32(1/so), zp)
 Q5  float path quantize_per_tensor (y = the float conv output PyTorch computed):
       model        q = rint(f32(y * f32(1/so))) + zp
       div          q = rint(f32(y / so)) + zp
       zp_float     q = rint(f32(f32(y * f32(1/so)) + zp))
       fma_zp       q = rint(fma(y, f32(1/so), zp))
+    Finding: model.
 
 Every case is also analysed: every engine that returned integers is compared with every
 candidate of the question its path belongs to (fbgemm -> Q1/Q2, x86 -> Q1/Q2 or Q4 by
 its observed route, qnnpack -> Q3, float_path -> Q5 evaluated on the float conv output
 torch returned), whatever question the case was designed for.  Per (question, path,
 engine) the script reports, for each candidate, on how many elements it differs from the
-model (``disc``) and on how many it differs from the engine (``miss``); a candidate with
+design reference (``disc``) and on how many it differs from the engine (``miss``); a candidate with
 miss == 0 over many discriminating elements is the formula the engine follows.  The
 analysis is written to ``--analysis`` (JSON) and printed.
 
@@ -378,7 +390,6 @@ def onednn_candidates(p):
         ("two_step_ws", od(scale="two_step_ws")),
         ("two_step_swe", od(scale="two_step_swe")),
         ("two_step_fma_bias", od(fma_bias=True)),
-        ("two_step_ideep_dst", od(R=p.R2)),
         ("two_step_div_so", od(div=p.so)),
         ("two_step_div_so_e", od(div=p.so_e)),
         ("two_step_zp_after", od(zp_mode="int")),
@@ -583,8 +594,12 @@ def design_scan(rng, question, path):
     symmetric = question == "Q4" or rng.random() < 0.25
     N, C, H, W, OC, G = spec["N"], spec["C"], spec["H"], spec["W"], spec["OC"], spec["groups"]
     kh, kw = spec["kernel"]
-    a_zp = int(rng.integers(60, 196))
-    x = np.clip(np.rint(rng.normal(a_zp, rng.uniform(20, 60), size=(N, C, H, W))), 0, 255).astype(np.uint8)
+    if rng.random() < 0.2:  # input zero point 0: the kernels' A_SYMMETRIC variants
+        a_zp = 0
+        x = rng.integers(0, 256, size=(N, C, H, W)).astype(np.uint8)
+    else:
+        a_zp = int(rng.integers(60, 196))
+        x = np.clip(np.rint(rng.normal(a_zp, rng.uniform(20, 60), size=(N, C, H, W))), 0, 255).astype(np.uint8)
     w_zps = weight_zps(rng, OC, spec["per_channel"], symmetric)
     zp_oc = w_zps if spec["per_channel"] else w_zps * OC
     w = draw_weight_ints(rng, (OC, C // G, kh, kw), zp_oc, rng.uniform(10, 30))
@@ -612,9 +627,10 @@ def design_scan(rng, question, path):
     big = float(np.percentile(np.abs(raws), 99)) + 1.0
     spec_scale = atws_med * big / rng.uniform(90, 125)
     want_so = (rng.random() < 0.5) if question == "Q4" else None
-    # and f32(1/so_e) != f32(1/so) in half the cases
+    # and so_e = f32(1/f32(1/so)) != so in half the cases (f32(1/so_e) == f32(1/so) always,
+    # so only a division by so_e could tell the output-scale round trip apart)
     y_scale = draw_scale(spec_scale * 0.97, spec_scale * 1.03, want_so,
-                         lambda v: np.float32(np.float32(1) / roundtrip(v)) != np.float32(np.float32(1) / np.float32(v)))
+                         lambda v: roundtrip(v) != np.float32(v))
     y_zp = int(rng.integers(0, 80)) if spec["relu"] else int(rng.integers(90, 166))
     p = Params(a_scale, w_scales, spec["per_channel"], OC, y_scale, y_zp, spec["relu"])
     if question in ("Q1", "Q2"):
@@ -915,7 +931,8 @@ def summarise(records):
     for rec in records:
         for row in rec["rows"]:
             designed = row["question"] == rec["question"]
-            key = (row["question"], row["engine"], rec["path"], "designed" if designed else "incidental")
+            key = (row["question"], row["engine"], rec["path"],
+                   (rec["design"] if designed else "incidental"))
             a = agg.setdefault(key, {"cases": 0, "elements": 0, "model": row["model"],
                                      "candidates": OrderedDict(), "cases_with_disc": 0})
             a["cases"] += 1
@@ -1022,7 +1039,9 @@ def main(argv=None):
                 n += 1
                 rows = analyse_case(case, d, ys)
                 records.append({"id": case["id"], "question": question, "path": d["path"],
-                                "design": design, "predicted": case["source"]["predicted_discriminating"],
+                                "design": design,
+                                "variant": {"a_zp0": d["a_zp"] == 0, "w_symmetric": all(z == 0 for z in d["w_zps"]),
+                                            "relu": d["spec"]["relu"], "per_channel": d["spec"]["per_channel"]}, "predicted": case["source"]["predicted_discriminating"],
                                 "x86_route": case["source"]["x86_route"],
                                 "x86_onednn_impl": case["source"].get("x86_onednn_impl"),
                                 "rows": rows})

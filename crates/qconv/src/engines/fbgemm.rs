@@ -104,12 +104,14 @@ fn groups_together(g: &ConvGeometry, isa: Isa) -> usize {
     (lanes / g.group_out_channels().max(1) / g.group_in_channels().max(4)).max(1)
 }
 
-/// FBGEMM's requantizer for `layer`: `atws[i] = f32(s_in * s_w[i])`, multiplier
-/// `f32(atws[i] / s_out)`; the float bias is brought to accumulator units with a fused
-/// multiply-add by `f32(1 / f64(atws))` (per-tensor weights) or by dividing by `atws[oc]`
-/// (per-channel weights). ReLU clamps at the output zero point.
+/// FBGEMM's requantizer for `layer` on `path`: `atws[i] = f32(s_in * s_w[i])`, multiplier
+/// `f32(atws[i] / s_out)`; the float bias is brought to accumulator units by dividing by
+/// `atws[oc]` (per-channel weights) or by multiplying with `f32(1 / f64(atws))` (per-tensor
+/// weights), which the GEMM and groupwise kernels fuse with the add into one FMA and the
+/// depthwise kernel does not. ReLU clamps at the output zero point.
 pub fn requantizer(
     layer: &ConvLayer,
+    path: FbgemmPath,
     input_scale: f64,
     output_scale: f64,
 ) -> FloatBiasFp32Requantizer {
@@ -120,14 +122,22 @@ pub fn requantizer(
         .map(|oc| si * (quant.scale(oc) as f32))
         .collect();
     let multipliers = atws.iter().map(|&a| a / so).collect();
+    let reciprocal = |a: f32| (1.0f64 / a as f64) as f32;
     let bias = match float_bias(layer) {
         None => FloatBiasTerm::None,
         Some(bias) if quant.per_channel => {
             FloatBiasTerm::Precomputed(bias.iter().zip(&atws).map(|(&b, &a)| b / a).collect())
         }
+        // The depthwise kernel's own requantization multiplies and adds in two roundings.
+        Some(bias) if path == FbgemmPath::Depthwise => FloatBiasTerm::Precomputed(
+            bias.iter()
+                .zip(&atws)
+                .map(|(&b, &a)| b * reciprocal(a))
+                .collect(),
+        ),
         Some(bias) => FloatBiasTerm::FusedReciprocal {
             bias: bias.to_vec(),
-            reciprocal: atws.iter().map(|&a| (1.0f64 / a as f64) as f32).collect(),
+            reciprocal: atws.iter().map(|&a| reciprocal(a)).collect(),
         },
     };
     let zero_point = layer.output.zero_point;
@@ -163,7 +173,7 @@ pub(super) fn run_as(engine: EngineKind, layer: &ConvLayer, isa: Isa) -> Result<
     let g = &layer.geometry;
     let path = FbgemmPath::select(g, isa);
     let acc = accumulators(layer, path, isa);
-    let r = requantizer(layer, scales.input, scales.output);
+    let r = requantizer(layer, path, scales.input, scales.output);
     let values = requantize_all(&r, &acc, g.out_channels, g.out_h() * g.out_w());
     let accumulation = if path.saturates(isa) {
         "int16 pair saturation (vpmaddubsw)"
