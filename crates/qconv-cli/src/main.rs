@@ -2,6 +2,8 @@
 
 mod compare;
 mod conformance;
+mod explain;
+mod progress;
 mod report;
 mod run;
 
@@ -26,6 +28,8 @@ enum Command {
     Run(run::Args),
     /// Run several engine models on a layer and show every output element where they differ.
     Compare(compare::Args),
+    /// Account for every output element where two engines differ, with the integer evidence.
+    Explain(explain::Args),
     /// Check an engine model against golden case files, bit for bit.
     Conformance(conformance::Args),
 }
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::main(args),
         Command::Compare(args) => compare::main(args),
+        Command::Explain(args) => explain::main(args),
         Command::Conformance(args) => conformance::main(args),
     };
     match result {

@@ -27,6 +27,17 @@ pub fn pack_weight_rows<T: Copy>(g: &ConvGeometry, weight: &[T]) -> Vec<T> {
     rows
 }
 
+/// The weight row of output channel `oc` in the im2col reduction order (one row of
+/// [`pack_weight_rows`]).
+pub fn weight_row<T: Copy>(g: &ConvGeometry, weight: &[T], oc: usize) -> Vec<T> {
+    (0..g.reduction_len())
+        .map(|k| {
+            let (r, s, c) = g.split_reduction_index(k);
+            weight[g.weight_index(oc, c, r, s)]
+        })
+        .collect()
+}
+
 /// Fills `row` with the im2col row of output position (`n`, group `grp`, `oh`, `ow`): input
 /// values in the reduction order, `pad` where a tap falls outside the image.
 pub fn gather_row<T: Copy>(
@@ -139,6 +150,83 @@ pub fn pair_saturating_dot(a: &[i32], w: &[i32]) -> i32 {
     acc
 }
 
+/// One tap of a product pair: where its activation and weight come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairTap {
+    /// Reduction index within the group.
+    pub k: usize,
+    /// `[n, c, h, w]` of the input element, or `None` for a padded tap (which holds the input
+    /// zero point).
+    pub input: Option<[usize; 4]>,
+    /// `[oc, c, kh, kw]` of the weight element.
+    pub weight: [usize; 4],
+    /// Raw activation value.
+    pub activation: i32,
+    /// Raw weight value.
+    pub weight_value: i32,
+}
+
+/// A pair of products that int16 saturation changed: `sum` is
+/// `a0 * w0 + a1 * w1`, `saturated` what the kernel kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SaturatedPair {
+    /// Pair number `p` (taps `2p` and `2p + 1` of the group's reduction order).
+    pub pair: usize,
+    /// The pair's taps (one when the reduction length is odd and this is the last pair).
+    pub taps: Vec<PairTap>,
+    pub sum: i32,
+    pub saturated: i32,
+}
+
+impl SaturatedPair {
+    /// What saturation added to the accumulator: `saturated - sum`.
+    pub fn clipped(&self) -> i64 {
+        self.saturated as i64 - self.sum as i64
+    }
+}
+
+/// The pairs that int16 saturation changes in output element `[n, oc, oh, ow]`, with raw
+/// `input` (NCHW) and `weight` (OIHW) values and padded taps holding `pad`, pairing taps as
+/// [`pair_saturating_dot`] does.
+pub fn saturated_pairs(
+    g: &ConvGeometry,
+    input: &[i32],
+    weight: &[i32],
+    pad: i32,
+    [n, oc, oh, ow]: [usize; 4],
+) -> Vec<SaturatedPair> {
+    let cg = g.group_in_channels();
+    let grp = oc / g.group_out_channels();
+    let k_len = g.reduction_len();
+    let tap = |k: usize| {
+        let (r, s, c) = g.split_reduction_index(k);
+        let position = g.tap_position(oh, ow, r, s);
+        let input_index = position.map(|(ih, iw)| [n, grp * cg + c, ih, iw]);
+        PairTap {
+            k,
+            input: input_index,
+            weight: [oc, c, r, s],
+            activation: input_index.map_or(pad, |[n, c, h, w]| input[g.input_index(n, c, h, w)]),
+            weight_value: weight[g.weight_index(oc, c, r, s)],
+        }
+    };
+    let mut out = Vec::new();
+    for p in 0..k_len.div_ceil(2) {
+        let taps: Vec<PairTap> = (2 * p..(2 * p + 2).min(k_len)).map(tap).collect();
+        let sum: i32 = taps.iter().map(|t| t.activation * t.weight_value).sum();
+        let saturated = sat16(sum);
+        if saturated != sum {
+            out.push(SaturatedPair {
+                pair: p,
+                taps,
+                sum,
+                saturated,
+            });
+        }
+    }
+    out
+}
+
 /// The plain int32 sum of raw products with wrap-around, what `vpdpbusd` computes.
 #[inline]
 pub fn wrapping_dot(a: &[i32], w: &[i32]) -> i32 {
@@ -234,6 +322,37 @@ mod tests {
             weight_zero_points: &wz,
         };
         assert_eq!(e.accumulate(&a, &w, 0), -13861);
+    }
+
+    #[test]
+    fn saturated_pairs_of_the_forum_case() {
+        let g = ConvGeometry {
+            batch: 1,
+            in_channels: 1,
+            in_h: 5,
+            in_w: 5,
+            out_channels: 1,
+            kernel: [5, 5],
+            stride: [1, 1],
+            dilation: [1, 1],
+            padding: crate::geometry::Padding::default(),
+            groups: 1,
+        };
+        let w = [
+            9, -32, 17, 3, -67, -97, -41, 47, 84, -56, -128, -125, 11, 63, 54, -15, -58, -31, 50,
+            48, 23, -3, 64, -87, -91,
+        ];
+        let pairs = saturated_pairs(&g, &[200; 25], &w, 33, [0, 0, 0, 0]);
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(
+            (pairs[0].pair, pairs[0].sum, pairs[0].saturated),
+            (2, -32800, -32768)
+        );
+        assert_eq!(pairs[0].taps[0].weight, [0, 0, 0, 4]);
+        assert_eq!(pairs[0].taps[1].weight, [0, 0, 1, 0]);
+        assert_eq!(pairs[0].taps[1].input, Some([0, 0, 1, 0]));
+        assert_eq!((pairs[1].pair, pairs[1].clipped()), (5, 17832));
+        assert_eq!(pairs.iter().map(SaturatedPair::clipped).sum::<i64>(), 17864);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod conformance;
 pub mod dtype;
 pub mod engines;
 pub mod error;
+pub mod explain;
 pub mod geometry;
 pub mod io;
 pub mod isa;

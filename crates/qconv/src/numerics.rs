@@ -55,9 +55,220 @@ pub fn scaled_bigint_to_f64(n: &num_bigint::BigInt, exp: i64) -> f64 {
     mantissa * 2f64.powi(half) * 2f64.powi(exp as i32 - half)
 }
 
+/// An exact dyadic rational `mantissa * 2^exponent`: every float and integer is one, and so are
+/// their sums and products. Used where a model must compare engine arithmetic with the exact
+/// value (explanations, boundary analysis), never on a hot path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dyadic {
+    pub mantissa: num_bigint::BigInt,
+    pub exponent: i64,
+}
+
+impl Dyadic {
+    /// Zero.
+    pub fn zero() -> Self {
+        Dyadic {
+            mantissa: num_bigint::BigInt::from(0),
+            exponent: 0,
+        }
+    }
+
+    /// The exact value of a finite `f64` (an `f32` converts to `f64` exactly).
+    pub fn from_f64(x: f64) -> Self {
+        debug_assert!(x.is_finite());
+        let bits = x.to_bits();
+        let exp_bits = ((bits >> 52) & 0x7ff) as i64;
+        let fraction = (bits & ((1u64 << 52) - 1)) as i64;
+        let (m, e) = if exp_bits == 0 {
+            (fraction, -1074)
+        } else {
+            (fraction | (1i64 << 52), exp_bits - 1075)
+        };
+        Dyadic {
+            mantissa: num_bigint::BigInt::from(if x.is_sign_negative() { -m } else { m }),
+            exponent: e,
+        }
+    }
+
+    /// An integer.
+    pub fn from_int(v: i64) -> Self {
+        Dyadic {
+            mantissa: num_bigint::BigInt::from(v),
+            exponent: 0,
+        }
+    }
+
+    /// The exact sum.
+    pub fn add(&self, other: &Dyadic) -> Dyadic {
+        let e = self.exponent.min(other.exponent);
+        let a = &self.mantissa << (self.exponent - e) as usize;
+        let b = &other.mantissa << (other.exponent - e) as usize;
+        Dyadic {
+            mantissa: a + b,
+            exponent: e,
+        }
+    }
+
+    /// The exact product.
+    pub fn mul(&self, other: &Dyadic) -> Dyadic {
+        Dyadic {
+            mantissa: &self.mantissa * &other.mantissa,
+            exponent: self.exponent + other.exponent,
+        }
+    }
+
+    /// The value as the nearest-ish `f64` (for display).
+    pub fn to_f64(&self) -> f64 {
+        scaled_bigint_to_f64(&self.mantissa, self.exponent)
+    }
+
+    /// `self / divisor` rounded to the nearest integer, ties to even, exactly. `divisor` must be
+    /// positive.
+    pub fn div_round_half_even(&self, divisor: &Dyadic) -> num_bigint::BigInt {
+        use num_integer::Integer;
+        // self / divisor = (m1 * 2^e1) / (m2 * 2^e2): shift whichever side has the lower exponent.
+        let shift = self.exponent - divisor.exponent;
+        let (num, den) = if shift >= 0 {
+            (&self.mantissa << shift as usize, divisor.mantissa.clone())
+        } else {
+            (
+                self.mantissa.clone(),
+                &divisor.mantissa << (-shift) as usize,
+            )
+        };
+        debug_assert!(den > num_bigint::BigInt::from(0));
+        let (q, r) = num.div_mod_floor(&den);
+        let twice: num_bigint::BigInt = r << 1usize;
+        if twice > den || (twice == den && q.is_odd()) {
+            q + 1
+        } else {
+            q
+        }
+    }
+}
+
+/// The exact sum of many dyadic terms `m * 2^e` (`m` up to 126 bits), computed in 128-bit
+/// integers when the terms' exponents are close enough, else in arbitrary precision.
+#[derive(Clone, Debug, Default)]
+pub struct ExactSum {
+    terms: Vec<(i128, i64)>,
+}
+
+impl ExactSum {
+    /// An empty sum.
+    pub fn new() -> Self {
+        ExactSum::default()
+    }
+
+    /// Adds `mantissa * 2^exponent`.
+    pub fn add_term(&mut self, mantissa: i128, exponent: i64) {
+        if mantissa != 0 {
+            self.terms.push((mantissa, exponent));
+        }
+    }
+
+    /// Adds a finite `f64` exactly.
+    pub fn add_f64(&mut self, x: f64) {
+        let d = Dyadic::from_f64(x);
+        let m: i128 = (&d.mantissa).try_into().expect("53-bit mantissa");
+        self.add_term(m, d.exponent);
+    }
+
+    /// Adds the exact product of two finite `f64` values.
+    pub fn add_product(&mut self, a: f64, b: f64) {
+        let (da, db) = (Dyadic::from_f64(a), Dyadic::from_f64(b));
+        let ma: i128 = (&da.mantissa).try_into().expect("53-bit mantissa");
+        let mb: i128 = (&db.mantissa).try_into().expect("53-bit mantissa");
+        self.add_term(ma * mb, da.exponent + db.exponent);
+    }
+
+    /// The exact sum.
+    pub fn total(&self) -> Dyadic {
+        let Some(min_exp) = self.terms.iter().map(|&(_, e)| e).min() else {
+            return Dyadic::zero();
+        };
+        let mut acc: Option<i128> = Some(0);
+        for &(m, e) in &self.terms {
+            let shift = (e - min_exp) as u32;
+            acc = acc.and_then(|a| {
+                let bits = 128 - m.unsigned_abs().leading_zeros();
+                if shift + bits >= 126 {
+                    return None;
+                }
+                a.checked_add(m << shift)
+            });
+            if acc.is_none() {
+                break;
+            }
+        }
+        if let Some(a) = acc {
+            return Dyadic {
+                mantissa: num_bigint::BigInt::from(a),
+                exponent: min_exp,
+            };
+        }
+        let mut total = num_bigint::BigInt::from(0);
+        for &(m, e) in &self.terms {
+            total += num_bigint::BigInt::from(m) << (e - min_exp) as usize;
+        }
+        Dyadic {
+            mantissa: total,
+            exponent: min_exp,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_sums_agree_with_dyadic_arithmetic() {
+        let values = [0.1, -3.5e10, 1e-30, 7.25, -0.1, 3.5e10, 2.0f64.powi(-1000)];
+        let mut fast = ExactSum::new();
+        let mut slow = Dyadic::zero();
+        for (i, &v) in values.iter().enumerate() {
+            let w = values[(i + 3) % values.len()];
+            fast.add_product(v, w);
+            fast.add_f64(v);
+            slow = slow
+                .add(&Dyadic::from_f64(v).mul(&Dyadic::from_f64(w)))
+                .add(&Dyadic::from_f64(v));
+        }
+        let (a, b) = (fast.total(), slow);
+        // Equal values, possibly different representations: compare a - b == 0.
+        let diff = a.add(&Dyadic {
+            mantissa: -b.mantissa,
+            exponent: b.exponent,
+        });
+        assert_eq!(diff.mantissa, num_bigint::BigInt::from(0));
+    }
+
+    #[test]
+    fn dyadic_arithmetic_is_exact() {
+        let a = Dyadic::from_f64(0.1);
+        let b = Dyadic::from_f64(0.2);
+        let sum = a.add(&b);
+        // 0.1 + 0.2 in doubles is not 0.3, but the exact sum is neither.
+        assert_ne!(sum, Dyadic::from_f64(0.3));
+        assert!((sum.to_f64() - 0.3).abs() < 1e-16);
+        let x = Dyadic::from_int(5).mul(&Dyadic::from_f64(0.5)); // 2.5
+        assert_eq!(x.div_round_half_even(&Dyadic::from_int(1)), 2.into());
+        let x = Dyadic::from_int(7).mul(&Dyadic::from_f64(0.5)); // 3.5
+        assert_eq!(x.div_round_half_even(&Dyadic::from_int(1)), 4.into());
+        assert_eq!(
+            Dyadic::from_int(-7).div_round_half_even(&Dyadic::from_int(2)),
+            (-4).into()
+        );
+        assert_eq!(
+            Dyadic::from_int(-5).div_round_half_even(&Dyadic::from_int(2)),
+            (-2).into()
+        );
+        assert_eq!(
+            Dyadic::from_int(10).div_round_half_even(&Dyadic::from_f64(3.0)),
+            3.into()
+        );
+    }
 
     #[test]
     fn scaled_bigint_conversion() {

@@ -131,13 +131,19 @@ pub mod pytorch {
     /// int32 range gives `i32::MIN`, the zero point is added with int32 wrap-around, and the
     /// result is clamped to the type.
     pub fn quantize_8bit(x: f32, scale: f64, zero_point: i32, dtype: DType) -> i32 {
+        let r = rounded_8bit(x, scale).wrapping_add(zero_point);
+        r.clamp(dtype.min() as i32, dtype.max() as i32)
+    }
+
+    /// The rounding step of [`quantize_8bit`]: `cvtps2dq(min(x * f32(1 / f32(scale)), cap))`,
+    /// before the zero point and the clamp.
+    pub fn rounded_8bit(x: f32, scale: f64) -> i32 {
         let inv = 1.0f32 / (scale as f32);
         let t = x * inv;
         // _mm256_min_ps(t, cap) returns the second operand when either is NaN.
         let cap = 2_147_483_520.0f32;
         let t = if t < cap { t } else { cap };
-        let r = cvtps2dq(t).wrapping_add(zero_point);
-        r.clamp(dtype.min() as i32, dtype.max() as i32)
+        cvtps2dq(t)
     }
 
     /// FBGEMM's scalar `Quantize<int32_t>` (used for qint32, e.g. bias quantization): the same

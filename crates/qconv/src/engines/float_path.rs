@@ -15,7 +15,9 @@ use crate::accumulate::{Accumulation, accumulate, pack_weight_rows};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::layer::ConvLayer;
-use crate::quant::pytorch::{dequantize_per_channel, dequantize_per_tensor, quantize_8bit};
+use crate::quant::pytorch::{
+    dequantize_per_channel, dequantize_per_tensor, quantize_8bit, rounded_8bit,
+};
 
 /// The dequantized input (NCHW) and weight (OIHW) as PyTorch's `dequantize()` produces them.
 pub fn dequantized(layer: &ConvLayer, input_scale: f64) -> (Vec<f32>, Vec<f32>) {
@@ -142,58 +144,124 @@ impl BoundaryAnalysis {
     }
 }
 
-/// Analyses output element `index` (NCHW flat) of the float path on `layer`.
-pub fn boundary_analysis(layer: &ConvLayer, index: usize) -> Result<BoundaryAnalysis> {
-    use num_bigint::BigInt;
-    let scales = check_layer(EngineKind::FloatPath.name(), layer)?;
-    let g = &layer.geometry;
-    let (input, weight) = dequantized(layer, scales.input);
-    let [n, oc, oh, ow] = g.output_coords(index);
-    let grp = oc / g.group_out_channels();
-    let k_len = g.reduction_len();
-    let mut row = vec![0.0f32; k_len];
-    crate::accumulate::gather_row(g, &input, 0.0, [n, grp, oh, ow], &mut row);
-    let rows = pack_weight_rows(g, &weight);
-    let w = &rows[oc * k_len..(oc + 1) * k_len];
-    // Every product of two float32 values is exact in f64; sum them exactly as integers scaled
-    // by 2^-1100 (below the smallest product exponent).
-    let mut terms: Vec<f64> = row
-        .iter()
-        .zip(w)
-        .map(|(&a, &b)| a as f64 * b as f64)
-        .collect();
-    let bias = float_bias(layer).map_or(0.0, |b| b[oc] as f64);
-    terms.push(bias);
-    let sum_abs: f64 = terms.iter().map(|t| t.abs()).sum();
-    let mut exact = BigInt::from(0);
-    for t in &terms {
-        if *t != 0.0 {
-            let bits = t.to_bits();
-            let exp = ((bits >> 52) & 0x7ff) as i64;
-            let frac = (bits & ((1u64 << 52) - 1)) as i64;
-            let (m, e) = if exp == 0 {
-                (frac, -1074)
+/// One float-path output element, step by step from the exact result to PyTorch's integer:
+/// each `with_*` field is the unclamped output integer (zero point included) once one more of
+/// the float path's roundings is applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FloatPathElement {
+    /// The float conv value the model computes (bias included, before ReLU).
+    pub float_value: f32,
+    /// Exact result with the weights dequantized to float32 (inputs and sum still exact).
+    pub with_float_weights: i64,
+    /// ... and the inputs dequantized to float32 too.
+    pub with_float_inputs: i64,
+    /// ... and the sum accumulated in float32 as the model does (`float_value`).
+    pub with_float_sum: i64,
+    /// ... and quantized as PyTorch does (multiply by `f32(1 / s_out)`): the float path's own
+    /// unclamped integer.
+    pub quantized: i64,
+    pub boundary: BoundaryAnalysis,
+}
+
+/// Per-element analysis of the float path on one layer (the dequantized tensors are computed
+/// once).
+pub struct FloatPathAnalysis<'a> {
+    layer: &'a ConvLayer,
+    input_scale: f64,
+    output_scale: f64,
+    input: Vec<f32>,
+    weight: Vec<f32>,
+}
+
+impl<'a> FloatPathAnalysis<'a> {
+    /// Prepares the analysis; refuses what the float path refuses.
+    pub fn new(layer: &'a ConvLayer) -> Result<Self> {
+        let scales = check_layer(EngineKind::FloatPath.name(), layer)?;
+        let (input, weight) = dequantized(layer, scales.input);
+        Ok(FloatPathAnalysis {
+            layer,
+            input_scale: scales.input,
+            output_scale: scales.output,
+            input,
+            weight,
+        })
+    }
+
+    /// Analyses output element `index` (NCHW flat).
+    pub fn element(&self, index: usize) -> FloatPathElement {
+        use crate::accumulate::{gather_row, weight_row};
+        use crate::numerics::{Dyadic, ExactSum};
+        let layer = self.layer;
+        let g = &layer.geometry;
+        let [n, oc, oh, ow] = g.output_coords(index);
+        let position = [n, oc / g.group_out_channels(), oh, ow];
+        let k_len = g.reduction_len();
+        let mut row = vec![0.0f32; k_len];
+        gather_row(g, &self.input, 0.0, position, &mut row);
+        let in_zp = layer.input.zero_point;
+        let mut row_q = vec![in_zp; k_len];
+        gather_row(g, &layer.input.data, in_zp, position, &mut row_q);
+        let w = weight_row(g, &self.weight, oc);
+        let conv = Float32Conv {
+            bias: float_bias(layer),
+            bias_first: g.group_in_channels() == 1,
+        };
+        let float_value = conv.accumulate(&row, &w, oc);
+
+        let bias = float_bias(layer).map_or(0.0, |b| b[oc] as f64);
+        let (mut sum_float_weights, mut sum_float_both) = (ExactSum::new(), ExactSum::new());
+        sum_float_weights.add_f64(bias);
+        sum_float_both.add_f64(bias);
+        let mut sum_abs = bias.abs();
+        let input_scale = Dyadic::from_f64(self.input_scale);
+        let scale_mantissa: i128 = (&input_scale.mantissa).try_into().expect("53-bit mantissa");
+        for k in 0..k_len {
+            let wf = Dyadic::from_f64(w[k] as f64);
+            let wm: i128 = (&wf.mantissa).try_into().expect("24-bit mantissa");
+            // exact input s_in * (q - zp) times the float weight: at most 53 + 9 + 24 bits.
+            let q = (row_q[k] - in_zp) as i128;
+            sum_float_weights.add_term(scale_mantissa * q * wm, input_scale.exponent + wf.exponent);
+            sum_float_both.add_product(row[k] as f64, w[k] as f64);
+            sum_abs += (row[k] as f64 * w[k] as f64).abs();
+        }
+        let (sum_float_weights, sum_float_both) =
+            (sum_float_weights.total(), sum_float_both.total());
+        let output_scale = Dyadic::from_f64(self.output_scale);
+        let zp = layer.output.zero_point as i64;
+        let rounded = |v: &Dyadic| -> i64 {
+            let q = v.div_round_half_even(&output_scale);
+            let saturated = if q.sign() == num_bigint::Sign::Minus {
+                i64::MIN / 2
             } else {
-                (frac | (1 << 52), exp - 1075)
+                i64::MAX / 2
             };
-            let m = if t.is_sign_negative() { -m } else { m };
-            exact += BigInt::from(m) << (e + 1100) as usize;
+            i64::try_from(&q).unwrap_or(saturated) + zp
+        };
+
+        let exact = sum_float_both.to_f64();
+        let inv = (1.0f32 / self.output_scale as f32) as f64;
+        let steps = exact * inv;
+        let nearest_boundary = (steps - 0.5).round() + 0.5;
+        let u = 2f64.powi(-24);
+        let nu = (k_len + 2) as f64 * u;
+        FloatPathElement {
+            float_value,
+            with_float_weights: rounded(&sum_float_weights),
+            with_float_inputs: rounded(&sum_float_both),
+            with_float_sum: rounded(&Dyadic::from_f64(float_value as f64)),
+            quantized: rounded_8bit(float_value, self.output_scale) as i64 + zp,
+            boundary: BoundaryAnalysis {
+                exact,
+                steps,
+                boundary_distance: (steps - nearest_boundary).abs(),
+                error_bound: inv * nu / (1.0 - nu) * sum_abs + steps.abs() * 2f64.powi(-23),
+            },
         }
     }
-    let exact = crate::numerics::scaled_bigint_to_f64(&exact, -1100);
-    let inv = (1.0f32 / scales.output as f32) as f64;
-    let steps = exact * inv;
-    let boundary_distance = ((steps - 0.5).round() + 0.5 - steps)
-        .abs()
-        .min((steps + 0.5).round() - 0.5 - steps)
-        .abs();
-    let u = 2f64.powi(-24);
-    let nu = (k_len + 2) as f64 * u;
-    let error_bound = inv * nu / (1.0 - nu) * sum_abs + steps.abs() * 2f64.powi(-23);
-    Ok(BoundaryAnalysis {
-        exact,
-        steps,
-        boundary_distance,
-        error_bound,
-    })
+}
+
+/// Analyses output element `index` (NCHW flat) of the float path on `layer`: where its exact
+/// value lies relative to the quantizer's rounding boundaries.
+pub fn boundary_analysis(layer: &ConvLayer, index: usize) -> Result<BoundaryAnalysis> {
+    Ok(FloatPathAnalysis::new(layer)?.element(index).boundary)
 }

@@ -8,7 +8,7 @@
 pub mod exact;
 pub mod fbgemm;
 pub mod float_path;
-mod onednn;
+pub mod onednn;
 mod pytorch;
 pub mod qnnpack;
 pub mod x86;

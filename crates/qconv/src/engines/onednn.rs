@@ -13,46 +13,40 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::isa::Isa;
 use crate::layer::ConvLayer;
-use crate::numerics::cvtps2dq;
+use crate::requant::{FloatPostOpsRequantizer, requantize_all};
+
+/// The oneDNN requantizer of `layer`. PyTorch passes `1 / scale` (double division, stored as
+/// float); ideep inverts the source and output values again in float; oneDNN takes the
+/// reciprocal of the output scale once more.
+pub fn requantizer(
+    layer: &ConvLayer,
+    input_scale: f64,
+    output_scale: f64,
+) -> FloatPostOpsRequantizer {
+    let g = &layer.geometry;
+    FloatPostOpsRequantizer {
+        source_scale: 1.0f32 / ((1.0f64 / input_scale) as f32),
+        weight_scales: (0..g.out_channels)
+            .map(|oc| layer.weight.quant.scale(oc) as f32)
+            .collect(),
+        bias: float_bias(layer).map(<[f32]>::to_vec),
+        relu: layer.relu,
+        output_reciprocal: 1.0f32 / (1.0f32 / ((1.0f64 / output_scale) as f32)),
+        zero_point: layer.output.zero_point,
+        range: (0, 255),
+    }
+}
 
 /// Runs the oneDNN model as engine `engine`.
 pub(super) fn run_as(engine: EngineKind, layer: &ConvLayer, isa: Isa) -> Result<EngineOutput> {
     let scales = check_layer(engine.name(), layer)?;
     let g = &layer.geometry;
-    let quant = &layer.weight.quant;
-    // PyTorch passes 1/scale (double division, stored as float); ideep inverts the source and
-    // output values again in float; oneDNN takes the reciprocal of the output scale once more.
-    let source_scale = 1.0f32 / ((1.0f64 / scales.input) as f32);
-    let output_reciprocal = 1.0f32 / (1.0f32 / ((1.0f64 / scales.output) as f32));
-    let weight_scales: Vec<f32> = (0..g.out_channels)
-        .map(|oc| quant.scale(oc) as f32)
-        .collect();
-    let bias = float_bias(layer);
-    let zp = layer.output.zero_point as f32;
-    let plane = g.out_h() * g.out_w();
+    let r = requantizer(layer, scales.input, scales.output);
     let acc: Vec<i32> = super::exact::accumulators(layer)
         .into_iter()
         .map(|a| a as i32)
         .collect();
-    let values = acc
-        .iter()
-        .enumerate()
-        .map(|(i, &a)| {
-            let oc = i / plane % g.out_channels;
-            let mut d = (a as f32 * source_scale) * weight_scales[oc];
-            if let Some(b) = bias {
-                d += b[oc];
-            }
-            if layer.relu {
-                d = d.max(0.0);
-            }
-            let d = d * output_reciprocal + zp;
-            // saturate_f32: clamp in float, then convert.
-            let d = if d > 0.0 { d } else { 0.0 };
-            let d = if d < 255.0 { d } else { 255.0 };
-            cvtps2dq(d)
-        })
-        .collect();
+    let values = requantize_all(&r, &acc, g.out_channels, g.out_h() * g.out_w());
     Ok(EngineOutput {
         engine,
         isa: Some(isa),

@@ -4,7 +4,7 @@ use num_bigint::BigInt;
 use num_integer::Integer;
 use num_traits::{One, Zero};
 
-use super::Requantizer;
+use super::{RequantTrace, Requantizer};
 use crate::layer::Bias;
 
 /// Splits a finite `f64` into `(m, e)` with `x == m * 2^e` exactly.
@@ -171,6 +171,17 @@ impl ExactRequantizer {
 
 impl Requantizer for ExactRequantizer {
     type Acc = i64;
+
+    fn trace(&self, acc: i64, oc: usize) -> RequantTrace {
+        // "Unclamped" within +-2^61, far outside any output type.
+        let bound = 1i64 << 61;
+        let unclamped = self.channels[oc].round_clamped(acc, -bound, bound) + self.zero_point;
+        RequantTrace {
+            value: self.real_value(acc, oc),
+            unclamped,
+            output: unclamped.clamp(self.lo, self.hi) as i32,
+        }
+    }
 
     fn requantize(&self, acc: i64, oc: usize) -> i32 {
         let y = self.channels[oc].round_clamped(

@@ -1,6 +1,6 @@
 //! Float32 requantization schemes of x86 engines.
 
-use super::Requantizer;
+use super::{RequantTrace, Requantizer};
 use crate::dtype::DType;
 use crate::numerics::{cvtps2dq, sat16};
 
@@ -17,6 +17,20 @@ pub enum Fp32Store {
 }
 
 impl Fp32Store {
+    /// The trace of storing the scaled float `s`: the value rounded (zero point included), the
+    /// integer before clamping, and the stored output.
+    pub fn trace(self, s: f32, zero_point: i32, dtype: DType, lo: i32, hi: i32) -> RequantTrace {
+        let unclamped = match self {
+            Fp32Store::PackChain => cvtps2dq(s) as i64 + zero_point as i64,
+            Fp32Store::FloatClamp => (s as f64).round_ties_even() as i64 + zero_point as i64,
+        };
+        RequantTrace {
+            value: s as f64 + zero_point as f64,
+            unclamped,
+            output: self.apply(s, zero_point, dtype, lo, hi),
+        }
+    }
+
     /// Applies the store to a scaled float `s`.
     #[inline(always)]
     pub fn apply(self, s: f32, zero_point: i32, dtype: DType, lo: i32, hi: i32) -> i32 {
@@ -62,6 +76,16 @@ impl Fp32Requantizer {
 
 impl Requantizer for Fp32Requantizer {
     type Acc = i32;
+
+    fn trace(&self, acc: i32, oc: usize) -> RequantTrace {
+        self.store.trace(
+            self.scaled(acc, oc),
+            self.zero_point,
+            self.dtype,
+            self.range.0,
+            self.range.1,
+        )
+    }
 
     #[inline]
     fn requantize(&self, acc: i32, oc: usize) -> i32 {
@@ -127,6 +151,16 @@ impl FloatBiasFp32Requantizer {
 impl Requantizer for FloatBiasFp32Requantizer {
     type Acc = i32;
 
+    fn trace(&self, acc: i32, oc: usize) -> RequantTrace {
+        Fp32Store::PackChain.trace(
+            self.scaled(acc, oc),
+            self.zero_point,
+            DType::Uint8,
+            self.range.0,
+            self.range.1,
+        )
+    }
+
     #[inline]
     fn requantize(&self, acc: i32, oc: usize) -> i32 {
         Fp32Store::PackChain.apply(
@@ -136,6 +170,59 @@ impl Requantizer for FloatBiasFp32Requantizer {
             self.range.0,
             self.range.1,
         )
+    }
+}
+
+/// oneDNN's int8 post-processing as PyTorch's x86 engine configures it: the int32 accumulator
+/// converted to float, times the source scale, times the weight scale (two roundings), plus the
+/// float bias, optional ReLU, times the reciprocal of the output scale, plus the zero point in
+/// float, clamped to the output range in float, rounded to nearest even.
+#[derive(Clone, Debug)]
+pub struct FloatPostOpsRequantizer {
+    pub source_scale: f32,
+    pub weight_scales: Vec<f32>,
+    /// Float bias per output channel, if any.
+    pub bias: Option<Vec<f32>>,
+    pub relu: bool,
+    pub output_reciprocal: f32,
+    pub zero_point: i32,
+    pub range: (i32, i32),
+}
+
+impl FloatPostOpsRequantizer {
+    /// The float that is clamped and rounded (zero point included).
+    #[inline(always)]
+    pub fn scaled(&self, acc: i32, oc: usize) -> f32 {
+        let mut d = (acc as f32 * self.source_scale) * self.weight_scales[oc];
+        if let Some(b) = &self.bias {
+            d += b[oc];
+        }
+        if self.relu {
+            d = d.max(0.0);
+        }
+        d * self.output_reciprocal + self.zero_point as f32
+    }
+}
+
+impl Requantizer for FloatPostOpsRequantizer {
+    type Acc = i32;
+
+    #[inline]
+    fn requantize(&self, acc: i32, oc: usize) -> i32 {
+        let d = self.scaled(acc, oc);
+        let (lo, hi) = (self.range.0 as f32, self.range.1 as f32);
+        let d = if d > lo { d } else { lo };
+        let d = if d < hi { d } else { hi };
+        cvtps2dq(d)
+    }
+
+    fn trace(&self, acc: i32, oc: usize) -> RequantTrace {
+        let d = self.scaled(acc, oc);
+        RequantTrace {
+            value: d as f64,
+            unclamped: (d as f64).round_ties_even() as i64,
+            output: self.requantize(acc, oc),
+        }
     }
 }
 

@@ -9,7 +9,21 @@ mod exact;
 mod fp32;
 
 pub use exact::ExactRequantizer;
-pub use fp32::{FloatBiasFp32Requantizer, FloatBiasTerm, Fp32Requantizer, Fp32Store};
+pub use fp32::{
+    FloatBiasFp32Requantizer, FloatBiasTerm, FloatPostOpsRequantizer, Fp32Requantizer, Fp32Store,
+};
+
+/// The last steps of one requantization, for explanations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RequantTrace {
+    /// The value the engine rounds, in output units with the zero point included (as `f64`, for
+    /// display; exact for float engines, approximate for the exact scheme).
+    pub value: f64,
+    /// The integer after rounding and adding the zero point, before any clamp or saturation.
+    pub unclamped: i64,
+    /// The output integer.
+    pub output: i32,
+}
 
 /// Maps one accumulator of output channel `oc` to the output integer.
 pub trait Requantizer: Sync {
@@ -17,6 +31,8 @@ pub trait Requantizer: Sync {
     type Acc: Copy;
     /// The output integer of an element of channel `oc` whose accumulator is `acc`.
     fn requantize(&self, acc: Self::Acc, oc: usize) -> i32;
+    /// The same computation, with the value rounded and the integer before clamping.
+    fn trace(&self, acc: Self::Acc, oc: usize) -> RequantTrace;
 }
 
 /// Requantizes NCHW accumulators (`out_channels` channels of `plane` elements each).

@@ -1,0 +1,81 @@
+//! `qconv explain`.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use qconv::engines::EngineKind;
+use qconv::explain::{self, explain};
+use qconv::io::{self, output};
+use qconv::{Isa, RunOptions};
+
+use crate::progress::Progress;
+use crate::report::{describe_layer, isa_origin, parse_engine, parse_isa};
+
+/// Account for every output element where two engines differ, with the integer evidence.
+///
+/// For each differing element: the exact integer accumulator, each engine's own accumulator, and
+/// the causes: `pair-saturation` (which tap pairs, their products, the amount clipped) and the
+/// rounding causes (`requant-rounding`, `bias-rounding`, `float-accumulation`,
+/// `weight-quantization`, `input-quantization`, `output-clamp`), each with the integers it takes
+/// the result from and to. The causes add up exactly: see docs/explain.md.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The layer: a TOML layer file, a golden case (.json) or FILE.jsonl[.gz]#ID.
+    layer: String,
+    /// The two engines to explain, comma-separated. Default: float-path and fbgemm.
+    #[arg(long, value_delimiter = ',', value_parser = parse_engine)]
+    engines: Vec<EngineKind>,
+    /// ISA to model for ISA-dependent engines. Default: the ISA the layer records, else this
+    /// CPU's.
+    #[arg(long, value_parser = parse_isa)]
+    isa: Option<Isa>,
+    /// Output format on stdout.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    format: String,
+    /// Also write a self-contained HTML report (heatmaps, histogram, causes, table) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<String>,
+    /// Tell the story of this many differing elements in words (text format).
+    #[arg(long, default_value_t = 5)]
+    detail: usize,
+    /// Show at most this many rows in the text and HTML tables (JSON always has every element).
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+pub fn main(args: Args) -> Result<ExitCode> {
+    if let Some(path) = &args.html {
+        if !path.ends_with(".html") && !path.ends_with(".htm") {
+            bail!("--html: `{path}`: expected a .html file name");
+        }
+    }
+    let loaded = io::load_layer(&args.layer)?;
+    let layer = &loaded.layer;
+    let engines = match args.engines.as_slice() {
+        [] => vec![EngineKind::FloatPath, EngineKind::Fbgemm],
+        [a, b] if a != b => vec![*a, *b],
+        _ => bail!("--engines: name two different engines, e.g. --engines exact,fbgemm"),
+    };
+    let options = RunOptions { isa: args.isa };
+    let mut progress = Progress::new("explaining");
+    let x = explain(layer, &engines, &options, &mut |done, total| {
+        progress.update(done, total)
+    })?;
+    progress.finish();
+    let limit = args.limit.unwrap_or(usize::MAX);
+    if let Some(path) = &args.html {
+        let page = explain::html(&x, &describe_layer(&loaded), limit.min(20_000));
+        output::write_atomically(path, page.as_bytes())?;
+        eprintln!("wrote {path}");
+    }
+    if args.format == "json" {
+        println!("{}", explain::to_json_string(&x.to_json()));
+    } else {
+        println!("layer   {}", describe_layer(&loaded));
+        if engines.iter().any(|e| e.depends_on_isa()) {
+            println!("isa     {}", isa_origin(&options, layer));
+        }
+        print!("{}", explain::text(&x, args.detail, limit));
+    }
+    Ok(ExitCode::SUCCESS)
+}

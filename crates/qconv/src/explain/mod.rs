@@ -1,0 +1,652 @@
+//! Explanations: for every output element where two engines differ, the integer evidence that
+//! accounts for the whole difference.
+//!
+//! Each engine's result is walked as a chain from the exact answer:
+//!
+//! 1. **Accumulator causes** (`acc_delta != 0`) take the exact accumulator to the engine's own:
+//!    `sum acc_delta == acc[engine] - exact_acc`, exactly.
+//! 2. The engine's accumulator is rounded exactly (the exact engine's requantization, exact bias);
+//!    that unclamped integer starts the rounding chain.
+//! 3. **Rounding causes** (`acc_delta == 0`) each carry `from` and `to` integers in their detail:
+//!    the first starts where step 2 ended, each starts where the previous ended, and the last ends
+//!    at the engine's output. `output-clamp`, when present, is last.
+//!
+//! So nothing is left unexplained: every step of every engine's integer is a named cause. The
+//! JSON schema is documented in `docs/explain.md`.
+
+mod json;
+mod render;
+
+pub use render::{html, text};
+pub use serde_json::Value as JsonValue;
+
+/// Pretty-printed JSON text.
+pub fn to_json_string(v: &JsonValue) -> String {
+    serde_json::to_string_pretty(v).expect("serializable")
+}
+
+use serde_json::Value;
+
+use crate::accumulate::saturated_pairs;
+use crate::engines::{
+    self, Accumulators, EngineKind, EngineOutput, RunOptions, exact, fbgemm, float_path, onednn,
+    qnnpack, x86,
+};
+use crate::error::Result;
+use crate::isa::Isa;
+use crate::layer::{Bias, ConvLayer};
+use crate::requant::{ExactRequantizer, RequantTrace, Requantizer};
+
+/// What moved an engine's integer away from the exact one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum CauseKind {
+    /// Two products summed in saturating int16 (`vpmaddubsw`) and clipped.
+    PairSaturation,
+    /// The float path's weights are float32 values, not the exact `s_w * (w - w_zp)`.
+    WeightQuantization,
+    /// The float path's activations are float32 values, not the exact `s_in * (a - a_zp)`.
+    InputQuantization,
+    /// The float path sums products in float32.
+    FloatAccumulation,
+    /// The engine rounds the float bias to an integer before adding it.
+    BiasRounding,
+    /// The engine's multiplier and float arithmetic round differently from exact arithmetic.
+    RequantRounding,
+    /// The value lies outside the output range (dtype, fused ReLU) and is clamped.
+    OutputClamp,
+}
+
+impl CauseKind {
+    /// Every kind, in chain order.
+    pub const ALL: [CauseKind; 7] = [
+        CauseKind::PairSaturation,
+        CauseKind::WeightQuantization,
+        CauseKind::InputQuantization,
+        CauseKind::FloatAccumulation,
+        CauseKind::BiasRounding,
+        CauseKind::RequantRounding,
+        CauseKind::OutputClamp,
+    ];
+
+    /// The kind's name in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            CauseKind::PairSaturation => "pair-saturation",
+            CauseKind::WeightQuantization => "weight-quantization",
+            CauseKind::InputQuantization => "input-quantization",
+            CauseKind::FloatAccumulation => "float-accumulation",
+            CauseKind::BiasRounding => "bias-rounding",
+            CauseKind::RequantRounding => "requant-rounding",
+            CauseKind::OutputClamp => "output-clamp",
+        }
+    }
+
+    /// Whether the cause acts on the rounding step (it then has `acc_delta == 0` and `from` /
+    /// `to` in its detail) rather than on the accumulator.
+    pub fn is_rounding(self) -> bool {
+        self != CauseKind::PairSaturation
+    }
+}
+
+/// One cause of one engine's deviation at one element.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cause {
+    pub engine: EngineKind,
+    pub kind: CauseKind,
+    /// The cause's contribution to the engine's accumulator (0 for rounding causes).
+    pub acc_delta: i64,
+    /// The evidence.
+    pub detail: Detail,
+}
+
+impl Cause {
+    /// `(from, to)` of a rounding cause.
+    pub fn step(&self) -> Option<(i64, i64)> {
+        match &self.detail {
+            Detail::Rounding { from, to, .. } => Some((*from, *to)),
+            Detail::PairSaturation(_) => None,
+        }
+    }
+}
+
+/// The evidence of a cause.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Detail {
+    /// The pair, its taps, its exact and its saturated sum.
+    PairSaturation(crate::accumulate::SaturatedPair),
+    /// A rounding step from one unclamped integer to another, and why.
+    Rounding {
+        from: i64,
+        to: i64,
+        evidence: Evidence,
+    },
+}
+
+/// What a rounding step rests on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Evidence {
+    /// Float requantization: the engine's multiplier(s), the value it rounds and the exact one
+    /// (output units, zero point included), and its rounding rule.
+    Requant {
+        multiplier: Vec<f32>,
+        exact_multiplier: f64,
+        engine_value: f64,
+        exact_value: f64,
+        rule: &'static str,
+    },
+    /// The bias rounded to an integer: its real value, its exact value in accumulator units, and
+    /// the integer used.
+    Bias {
+        bias: f64,
+        bias_in_acc_units: f64,
+        bias_integer: i32,
+    },
+    /// The float path's float32 sum against the exact sum of its float32 products (real units),
+    /// with the error and the distance to the nearest rounding boundary in output steps.
+    FloatSum {
+        float_value: f32,
+        exact_value: f64,
+        error_steps: f64,
+        boundary_distance_steps: f64,
+        error_bound_steps: f64,
+    },
+    /// Float32 dequantization of weights or inputs.
+    Dequantization { tensor: &'static str },
+    /// The output range.
+    Clamp { range: (i32, i32), relu: bool },
+}
+
+/// One engine taking part in an explanation.
+#[derive(Clone, Debug)]
+pub struct EngineInfo {
+    pub engine: EngineKind,
+    pub isa: Option<Isa>,
+    /// The engine's route for this layer.
+    pub route: String,
+    pub warnings: Vec<String>,
+}
+
+impl EngineInfo {
+    /// The engine's label in reports: its name, with the ISA when its integers depend on it.
+    pub fn label(&self) -> String {
+        match self.isa {
+            Some(isa) if self.engine.depends_on_isa() => format!("{}({isa})", self.engine),
+            _ => self.engine.to_string(),
+        }
+    }
+}
+
+/// One differing output element.
+#[derive(Clone, Debug)]
+pub struct ElementExplanation {
+    /// `[n, c, h, w]`.
+    pub index: [usize; 4],
+    /// Each engine's output integer, in engine order.
+    pub values: Vec<i32>,
+    /// The exact accumulator `sum (a - a_zp)(w - w_zp)` (plus an int32 bias when the layer's
+    /// bias is int32).
+    pub exact_acc: i64,
+    /// The exact real output in output units, zero point included, before rounding.
+    pub exact_value: f64,
+    /// The exact engine's output integer.
+    pub exact_output: i32,
+    /// Each engine's accumulator, in the same units, as the engine computes it.
+    pub acc: Vec<i64>,
+    /// Causes of every engine, each engine's in chain order.
+    pub causes: Vec<Cause>,
+}
+
+/// The explanation of where two (or more) engines differ on a layer.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    pub layer: String,
+    pub engines: Vec<EngineInfo>,
+    /// `[N, OC, OH, OW]`.
+    pub shape: [usize; 4],
+    pub elements: Vec<ElementExplanation>,
+}
+
+/// Per engine and cause kind: how many differing elements it appears in, how many times, and the
+/// total accumulator change.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CauseCount {
+    pub elements: usize,
+    pub occurrences: usize,
+    pub acc_delta: i64,
+}
+
+impl Explanation {
+    /// Number of output elements.
+    pub fn total(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Counts of each (engine position, kind).
+    pub fn cause_counts(&self) -> Vec<(usize, CauseKind, CauseCount)> {
+        let mut out: Vec<(usize, CauseKind, CauseCount)> = Vec::new();
+        for (e, info) in self.engines.iter().enumerate() {
+            for kind in CauseKind::ALL {
+                let mut c = CauseCount::default();
+                for el in &self.elements {
+                    let mut seen = false;
+                    for cause in el
+                        .causes
+                        .iter()
+                        .filter(|c| c.engine == info.engine && c.kind == kind)
+                    {
+                        c.occurrences += 1;
+                        c.acc_delta += cause.acc_delta;
+                        seen = true;
+                    }
+                    c.elements += seen as usize;
+                }
+                if c.occurrences > 0 {
+                    out.push((e, kind, c));
+                }
+            }
+        }
+        out
+    }
+
+    /// The largest difference between the first two engines, and where.
+    pub fn largest_difference(&self) -> Option<(i64, [usize; 4])> {
+        self.elements
+            .iter()
+            .map(|el| ((el.values[0] as i64 - el.values[1] as i64).abs(), el.index))
+            .max_by_key(|&(d, _)| d)
+    }
+
+    /// The JSON form (schema in `docs/explain.md`).
+    pub fn to_json(&self) -> Value {
+        json::explanation(self)
+    }
+}
+
+/// How one engine's chain is traced.
+enum Tracer<'a> {
+    Exact,
+    FloatPath(float_path::FloatPathAnalysis<'a>),
+    /// FBGEMM (or x86 routed to it): pairs saturate when `saturating`.
+    Fbgemm {
+        saturating: bool,
+        requant: crate::requant::FloatBiasFp32Requantizer,
+    },
+    Qnnpack {
+        requant: crate::requant::Fp32Requantizer,
+        /// Exact rounding with qnnpack's integer bias instead of the real one.
+        with_integer_bias: ExactRequantizer,
+    },
+    Onednn {
+        requant: crate::requant::FloatPostOpsRequantizer,
+    },
+}
+
+impl<'a> Tracer<'a> {
+    fn new(layer: &'a ConvLayer, out: &EngineOutput) -> Result<Tracer<'a>> {
+        let scales = layer.scales(out.engine.name());
+        Ok(match out.engine {
+            EngineKind::Exact => Tracer::Exact,
+            EngineKind::FloatPath => Tracer::FloatPath(float_path::FloatPathAnalysis::new(layer)?),
+            EngineKind::Qnnpack => {
+                let s = scales?;
+                let requant = qnnpack::requantizer(layer, s.input, s.output)?;
+                let with_integer_bias = ExactRequantizer::new(
+                    s.input,
+                    |oc| layer.weight.quant.scale(oc),
+                    s.output,
+                    Some(&Bias::Int32(requant.bias.clone())),
+                    layer.geometry.out_channels,
+                    layer.output.zero_point,
+                    layer.output_range(),
+                );
+                Tracer::Qnnpack {
+                    requant,
+                    with_integer_bias,
+                }
+            }
+            EngineKind::Fbgemm | EngineKind::X86 => {
+                let s = scales?;
+                let isa = out.isa.unwrap_or_else(Isa::host);
+                let onednn_route = out.engine == EngineKind::X86
+                    && x86::route(layer, isa) == x86::X86Route::Onednn;
+                if onednn_route {
+                    Tracer::Onednn {
+                        requant: onednn::requantizer(layer, s.input, s.output),
+                    }
+                } else {
+                    let path = fbgemm::FbgemmPath::select(&layer.geometry, isa);
+                    Tracer::Fbgemm {
+                        saturating: path.saturates(isa),
+                        requant: fbgemm::requantizer(layer, path, s.input, s.output),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Pushes a rounding cause if the step changes the integer; returns the new chain position.
+fn step(
+    causes: &mut Vec<Cause>,
+    engine: EngineKind,
+    kind: CauseKind,
+    from: i64,
+    to: i64,
+    evidence: Evidence,
+) -> i64 {
+    if from != to {
+        causes.push(Cause {
+            engine,
+            kind,
+            acc_delta: 0,
+            detail: Detail::Rounding { from, to, evidence },
+        });
+    }
+    to
+}
+
+/// The evidence of a float requantizer's rounding.
+fn requant_evidence(
+    layer: &ConvLayer,
+    oc: usize,
+    multiplier: Vec<f32>,
+    exact: &RequantTrace,
+    engine: &RequantTrace,
+    rule: &'static str,
+) -> Evidence {
+    Evidence::Requant {
+        multiplier,
+        exact_multiplier: layer.input.scale.unwrap_or(1.0) * layer.weight.quant.scale(oc)
+            / layer.output.scale.unwrap_or(1.0),
+        engine_value: engine.value,
+        exact_value: exact.value,
+        rule,
+    }
+}
+
+/// The output-clamp step of a trace.
+fn clamp_step(
+    causes: &mut Vec<Cause>,
+    engine: EngineKind,
+    layer: &ConvLayer,
+    from: i64,
+    output: i32,
+) -> i64 {
+    let evidence = Evidence::Clamp {
+        range: layer.output_range(),
+        relu: layer.relu,
+    };
+    step(
+        causes,
+        engine,
+        CauseKind::OutputClamp,
+        from,
+        output as i64,
+        evidence,
+    )
+}
+
+/// The causes of engine `out` at output element `i`.
+#[allow(clippy::too_many_arguments)]
+fn engine_causes(
+    layer: &ConvLayer,
+    out: &EngineOutput,
+    tracer: &Tracer,
+    ideal: &ExactRequantizer,
+    i: usize,
+    acc: i64,
+    causes: &mut Vec<Cause>,
+) -> Result<()> {
+    let g = &layer.geometry;
+    let coords = g.output_coords(i);
+    let oc = coords[1];
+    let engine = out.engine;
+    let output = out.values[i];
+    let ideal_trace = ideal.trace(acc, oc);
+    let start = ideal_trace.unclamped;
+    match tracer {
+        Tracer::Exact => {
+            clamp_step(causes, engine, layer, start, output);
+        }
+        Tracer::FloatPath(analysis) => {
+            let e = analysis.element(i);
+            let mut at = start;
+            at = step(
+                causes,
+                engine,
+                CauseKind::WeightQuantization,
+                at,
+                e.with_float_weights,
+                Evidence::Dequantization { tensor: "weight" },
+            );
+            at = step(
+                causes,
+                engine,
+                CauseKind::InputQuantization,
+                at,
+                e.with_float_inputs,
+                Evidence::Dequantization { tensor: "input" },
+            );
+            let so = layer.output.scale.unwrap_or(1.0);
+            at = step(
+                causes,
+                engine,
+                CauseKind::FloatAccumulation,
+                at,
+                e.with_float_sum,
+                Evidence::FloatSum {
+                    float_value: e.float_value,
+                    exact_value: e.boundary.exact,
+                    error_steps: (e.float_value as f64 - e.boundary.exact) / so,
+                    boundary_distance_steps: e.boundary.boundary_distance,
+                    error_bound_steps: e.boundary.error_bound,
+                },
+            );
+            let inv = 1.0f32 / so as f32;
+            let zp = layer.output.zero_point as f64;
+            at = step(
+                causes,
+                engine,
+                CauseKind::RequantRounding,
+                at,
+                e.quantized,
+                Evidence::Requant {
+                    multiplier: vec![inv],
+                    exact_multiplier: 1.0 / so,
+                    engine_value: (e.float_value * inv) as f64 + zp,
+                    exact_value: e.float_value as f64 / so + zp,
+                    rule: "x * f32(1 / s_out), ties to even, zero point added after rounding",
+                },
+            );
+            clamp_step(causes, engine, layer, at, output);
+        }
+        Tracer::Fbgemm {
+            saturating,
+            requant,
+        } => {
+            if *saturating {
+                let pad = layer.input.zero_point;
+                for p in saturated_pairs(g, &layer.input.data, &layer.weight.data, pad, coords) {
+                    causes.push(Cause {
+                        engine,
+                        kind: CauseKind::PairSaturation,
+                        acc_delta: p.clipped(),
+                        detail: Detail::PairSaturation(p),
+                    });
+                }
+            }
+            let t = requant.trace(acc as i32, oc);
+            let m = requant.multipliers[oc];
+            let at = step(
+                causes,
+                engine,
+                CauseKind::RequantRounding,
+                start,
+                t.unclamped,
+                requant_evidence(
+                    layer,
+                    oc,
+                    vec![m],
+                    &ideal_trace,
+                    &t,
+                    "f32(acc) + bias term, times f32 multiplier, cvtps2dq (ties to even), zero point added after rounding",
+                ),
+            );
+            clamp_step(causes, engine, layer, at, output);
+        }
+        Tracer::Qnnpack {
+            requant,
+            with_integer_bias,
+        } => {
+            let with_bias = with_integer_bias.trace(acc, oc);
+            let real_bias = match &layer.bias {
+                Some(Bias::Float32(b)) => b[oc] as f64,
+                _ => 0.0,
+            };
+            let acc_scale = layer.input.scale.unwrap_or(1.0) * layer.weight.quant.scale(oc);
+            let at = step(
+                causes,
+                engine,
+                CauseKind::BiasRounding,
+                start,
+                with_bias.unclamped,
+                Evidence::Bias {
+                    bias: real_bias,
+                    bias_in_acc_units: real_bias / acc_scale,
+                    bias_integer: requant.bias[oc],
+                },
+            );
+            let t = requant.trace(acc as i32, oc);
+            let at = step(
+                causes,
+                engine,
+                CauseKind::RequantRounding,
+                at,
+                t.unclamped,
+                requant_evidence(
+                    layer,
+                    oc,
+                    vec![requant.multipliers[oc]],
+                    &with_bias,
+                    &t,
+                    "f32(acc + bias_integer) times f32 multiplier, cvtps2dq (ties to even), zero point added after rounding",
+                ),
+            );
+            clamp_step(causes, engine, layer, at, output);
+        }
+        Tracer::Onednn { requant } => {
+            let t = requant.trace(acc as i32, oc);
+            let at = step(
+                causes,
+                engine,
+                CauseKind::RequantRounding,
+                start,
+                t.unclamped,
+                requant_evidence(
+                    layer,
+                    oc,
+                    vec![
+                        requant.source_scale,
+                        requant.weight_scales[oc],
+                        requant.output_reciprocal,
+                    ],
+                    &ideal_trace,
+                    &t,
+                    "f32(acc) * source scale * weight scale + bias, times f32(1/s_out), plus zero point in float, ties to even",
+                ),
+            );
+            clamp_step(causes, engine, layer, at, output);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `engines` on `layer` and explains every output element where any two differ.
+/// `progress(done, total)` is called as elements are explained.
+pub fn explain(
+    layer: &ConvLayer,
+    engine_kinds: &[EngineKind],
+    options: &RunOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Explanation> {
+    let outputs: Vec<EngineOutput> = engine_kinds
+        .iter()
+        .map(|&e| engines::run(e, layer, options))
+        .collect::<Result<_>>()?;
+    explain_outputs(layer, &outputs, progress)
+}
+
+/// Explains every output element where any two of `outputs` (engine runs on `layer`) differ.
+pub fn explain_outputs(
+    layer: &ConvLayer,
+    outputs: &[EngineOutput],
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Explanation> {
+    let g = &layer.geometry;
+    let differing: Vec<usize> = (0..layer.output_len())
+        .filter(|&i| outputs.iter().any(|o| o.values[i] != outputs[0].values[i]))
+        .collect();
+    let engines = outputs
+        .iter()
+        .map(|o| EngineInfo {
+            engine: o.engine,
+            isa: o.isa,
+            route: o.path.clone(),
+            warnings: o.warnings.clone(),
+        })
+        .collect();
+    if differing.is_empty() {
+        return Ok(Explanation {
+            layer: layer.name.clone(),
+            engines,
+            shape: g.output_shape(),
+            elements: Vec::new(),
+        });
+    }
+    let exact_acc = exact::accumulators(layer);
+    let int_bias = |oc: usize| match &layer.bias {
+        Some(Bias::Int32(b)) => b[oc] as i64,
+        _ => 0,
+    };
+    let ideal = exact::requantizer(layer)?;
+    let tracers: Vec<Tracer> = outputs
+        .iter()
+        .map(|o| Tracer::new(layer, o))
+        .collect::<Result<_>>()?;
+    let mut elements = Vec::with_capacity(differing.len());
+    for (done, &i) in differing.iter().enumerate() {
+        if done % 256 == 0 {
+            progress(done, differing.len());
+        }
+        let oc = g.output_coords(i)[1];
+        let exact = exact_acc[i];
+        let mut causes = Vec::new();
+        let mut accs = Vec::with_capacity(outputs.len());
+        for (out, tracer) in outputs.iter().zip(&tracers) {
+            let acc = match &out.accumulators {
+                Accumulators::Exact(v) => v[i],
+                Accumulators::Int32(v) => v[i] as i64,
+                Accumulators::Float(_) => exact,
+            };
+            engine_causes(layer, out, tracer, &ideal, i, acc, &mut causes)?;
+            accs.push(acc);
+        }
+        elements.push(ElementExplanation {
+            index: g.output_coords(i),
+            values: outputs.iter().map(|o| o.values[i]).collect(),
+            exact_acc: exact + int_bias(oc),
+            exact_value: ideal.real_value(exact, oc),
+            exact_output: ideal.requantize(exact, oc),
+            acc: accs.iter().map(|&a| a + int_bias(oc)).collect(),
+            causes,
+        });
+    }
+    progress(differing.len(), differing.len());
+    Ok(Explanation {
+        layer: layer.name.clone(),
+        engines,
+        shape: g.output_shape(),
+        elements,
+    })
+}

@@ -1,0 +1,199 @@
+//! Explanations are complete: over the PyTorch golden corpus, for every pair of the PyTorch
+//! engines plus `exact`, every differing element's causes account for the whole difference, as
+//! the JSON form states it.
+
+use std::path::PathBuf;
+
+use qconv::engines::{EngineKind, RunOptions, exact, run};
+use qconv::explain::{JsonValue, explain, explain_outputs};
+use qconv::io::golden::{GoldenCase, read_cases};
+use qconv::layer::Bias;
+use qconv::requant::Requantizer;
+
+const ENGINES: [EngineKind; 5] = [
+    EngineKind::Exact,
+    EngineKind::FloatPath,
+    EngineKind::Fbgemm,
+    EngineKind::X86,
+    EngineKind::Qnnpack,
+];
+
+fn corpus() -> Vec<GoldenCase> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/golden");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("pytorch-")
+        })
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .flat_map(|p| read_cases(&p.to_string_lossy()).unwrap())
+        .collect()
+}
+
+/// Checks the completeness property of one explanation's JSON; returns the number of (element,
+/// engine) chains checked.
+fn check_json(case: &GoldenCase, json: &JsonValue, engines: &[EngineKind]) -> usize {
+    let layer = &case.layer;
+    let ideal = exact::requantizer(layer).unwrap();
+    let names: Vec<String> = json["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), engines.len());
+    let mut checked = 0;
+    for el in json["elements"].as_array().unwrap() {
+        let index: Vec<usize> = el["index"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        let oc = index[1];
+        let exact_acc = el["exact_acc"].as_i64().unwrap();
+        let int_bias = match &layer.bias {
+            Some(Bias::Int32(b)) => b[oc] as i64,
+            _ => 0,
+        };
+        let values: Vec<i64> = names
+            .iter()
+            .map(|n| el["values"][n].as_i64().unwrap())
+            .collect();
+        assert!(
+            values.iter().any(|&v| v != values[0]),
+            "{}: listed element does not differ",
+            case.id
+        );
+        for (name, &value) in names.iter().zip(&values) {
+            let acc = el["acc"][name].as_i64().unwrap();
+            let causes: Vec<&JsonValue> = el["causes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["engine"] == name.as_str())
+                .collect();
+            // Accumulator causes add up exactly.
+            let delta: i64 = causes
+                .iter()
+                .map(|c| c["acc_delta"].as_i64().unwrap())
+                .sum();
+            assert_eq!(
+                delta,
+                acc - exact_acc,
+                "{} {index:?} {name}: acc causes",
+                case.id
+            );
+            // Rounding causes chain from the exactly rounded accumulator to the output.
+            let mut at = ideal.trace(acc - int_bias, oc).unclamped;
+            let mut seen_rounding = false;
+            for c in &causes {
+                let kind = c["kind"].as_str().unwrap();
+                let known = [
+                    "pair-saturation",
+                    "weight-quantization",
+                    "input-quantization",
+                    "float-accumulation",
+                    "bias-rounding",
+                    "requant-rounding",
+                    "output-clamp",
+                ];
+                assert!(known.contains(&kind), "unknown cause {kind}");
+                if kind == "pair-saturation" {
+                    assert!(!seen_rounding, "accumulator causes come first");
+                    assert_ne!(c["acc_delta"].as_i64().unwrap(), 0);
+                    continue;
+                }
+                seen_rounding = true;
+                assert_eq!(
+                    c["acc_delta"].as_i64().unwrap(),
+                    0,
+                    "rounding causes do not move acc"
+                );
+                let from = c["detail"]["from"].as_i64().unwrap();
+                let to = c["detail"]["to"].as_i64().unwrap();
+                assert_eq!(
+                    from, at,
+                    "{} {index:?} {name}: {kind} starts where the chain is",
+                    case.id
+                );
+                assert_ne!(from, to);
+                at = to;
+            }
+            assert_eq!(
+                at, value,
+                "{} {index:?} {name}: the chain ends at the output",
+                case.id
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[test]
+fn every_difference_is_accounted_for_on_the_corpus() {
+    let cases = corpus();
+    assert_eq!(cases.len(), 835);
+    let (mut chains, mut explanations) = (0, 0);
+    for case in &cases {
+        let outputs: Vec<_> = ENGINES
+            .iter()
+            .map(|&e| run(e, &case.layer, &RunOptions::default()).unwrap())
+            .collect();
+        for a in 0..ENGINES.len() {
+            for b in a + 1..ENGINES.len() {
+                let pair = [outputs[a].clone(), outputs[b].clone()];
+                let x = explain_outputs(&case.layer, &pair, &mut |_, _| {}).unwrap();
+                chains += check_json(case, &x.to_json(), &[ENGINES[a], ENGINES[b]]);
+                explanations += 1;
+            }
+        }
+    }
+    eprintln!("{explanations} explanations, {chains} (element, engine) chains checked");
+    assert!(chains > 10_000, "the corpus has many differing elements");
+}
+
+#[test]
+fn the_forum_story() {
+    let cases = corpus();
+    let case = cases.iter().find(|c| c.id == "pytorch-seed-0000").unwrap();
+    let x = explain(
+        &case.layer,
+        &[EngineKind::FloatPath, EngineKind::Fbgemm],
+        &RunOptions::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let text = qconv::explain::text(&x, 5, 100);
+    assert!(
+        text.contains(
+            "two saturated int16 pairs, weights (-67, -97) and (-128, -125) times activation 200, \
+             add +17864 to the exact accumulator -13861, giving 4003"
+        ),
+        "{text}"
+    );
+    let json = x.to_json();
+    let el = &json["elements"][0];
+    assert_eq!(el["exact_acc"], -13861);
+    assert_eq!(el["acc"]["fbgemm(avx2)"], 4003);
+    assert_eq!(el["values"]["fbgemm(avx2)"], 7);
+    assert_eq!(el["values"]["float-path"], 0);
+    let pairs: Vec<&JsonValue> = el["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "pair-saturation")
+        .collect();
+    assert_eq!(pairs.len(), 2);
+    assert_eq!(pairs[0]["acc_delta"], 32);
+    assert_eq!(pairs[1]["acc_delta"], 17832);
+    assert_eq!(pairs[1]["detail"]["taps"][0]["weight_value"], -128);
+}
