@@ -197,3 +197,34 @@ fn the_forum_story() {
     assert_eq!(pairs[1]["acc_delta"], 17832);
     assert_eq!(pairs[1]["detail"]["taps"][0]["weight_value"], -128);
 }
+
+#[test]
+fn the_html_report_is_self_contained_and_complete() {
+    let cases = corpus();
+    let case = cases.iter().find(|c| c.id == "pytorch-saturating-0031").unwrap();
+    let x = explain(
+        &case.layer,
+        &[EngineKind::Exact, EngineKind::Fbgemm],
+        &RunOptions::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(x.elements.len(), 447);
+    let page = qconv::explain::html(&x, "description <&>", usize::MAX);
+    assert!(page.starts_with("<!DOCTYPE html>") && page.trim_end().ends_with("</html>"));
+    // Nothing is fetched: no scripts, no links, no external images.
+    for needle in ["<script", "src=", "href=", "url(", "@import"] {
+        assert!(!page.contains(needle), "the page contains {needle}");
+    }
+    assert!(page.contains("description &lt;&amp;&gt;"), "text is escaped");
+    // One heatmap per output channel with one cell per output element, a histogram, the causes
+    // and a row per differing element.
+    assert_eq!(page.matches("class=\"map\"").count(), 10);
+    assert_eq!(page.matches("<rect").count(), 1400 + 23, "cells plus histogram bars");
+    assert!(page.contains("pair-saturation"));
+    assert_eq!(page.matches("<tr><td class=\"l\">[").count(), 447);
+    let tags = ["<svg", "</svg>", "<table", "</table>", "<ul", "</ul>"];
+    assert_eq!(page.matches(tags[0]).count(), page.matches(tags[1]).count());
+    assert_eq!(page.matches(tags[2]).count(), page.matches(tags[3]).count());
+    assert_eq!(page.matches(tags[4]).count(), page.matches(tags[5]).count());
+}

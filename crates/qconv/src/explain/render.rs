@@ -4,6 +4,13 @@ use std::fmt::Write;
 
 use super::{Cause, CauseKind, Detail, ElementExplanation, Evidence, Explanation};
 
+/// An exact value for display: 4 decimals, or 9 when it lies near a rounding tie (where the
+/// digits decide the rounding).
+fn exact(v: f64) -> String {
+    let to_tie = ((v - 0.5).round() + 0.5 - v).abs();
+    if to_tie < 1e-4 { format!("{v:.9}") } else { format!("{v:.4}") }
+}
+
 /// Formats `[n,c,h,w]`.
 fn coords(c: [usize; 4]) -> String {
     format!("[{},{},{},{}]", c[0], c[1], c[2], c[3])
@@ -203,11 +210,11 @@ pub fn text(x: &Explanation, detailed: usize, limit: usize) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "\n{}: {}. Exact: accumulator {}, value {:.4}, result {}.",
+            "\n{}: {}. Exact: accumulator {}, value {}, result {}.",
             coords(el.index),
             values.join(", "),
             el.exact_acc,
-            el.exact_value,
+            exact(el.exact_value),
             el.exact_output
         );
         for (e, info) in x.engines.iter().enumerate() {
@@ -389,6 +396,30 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
             .unwrap_or_default()
     );
 
+    // The story of the first elements, in words.
+    if !x.elements.is_empty() {
+        out.push_str("<h2>What happened</h2>");
+        for el in x.elements.iter().take(5) {
+            let values: Vec<String> = labels.iter().zip(&el.values).map(|(l, v)| format!("{} {v}", esc(l))).collect();
+            let _ = write!(
+                out,
+                "<p><b>{}</b>: {}. Exact: accumulator {}, value {}, result {}.</p><ul>",
+                coords(el.index),
+                values.join(", "),
+                el.exact_acc,
+                exact(el.exact_value),
+                el.exact_output
+            );
+            for e in 0..x.engines.len() {
+                let _ = write!(out, "<li>{}</li>", esc(&narrative(x, el, e)));
+            }
+            out.push_str("</ul>");
+        }
+        if x.elements.len() > 5 {
+            let _ = write!(out, "<p class=\"meta\">({} more elements in the table below.)</p>", x.elements.len() - 5);
+        }
+    }
+
     // Heatmaps.
     let _ = write!(
         out,
@@ -466,11 +497,11 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
             let _ = write!(
                 out,
                 "<rect x=\"{x0}\" y=\"{}\" width=\"{bar_w}\" height=\"{h}\" fill=\"#c0392b\"><title>{count} elements differ by {d}</title></rect><text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{d}</text><text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{count}</text>",
-                height - h + 10,
+                height - h + 24,
                 x0 + bar_w / 2,
-                height + 26,
+                height + 40,
                 x0 + bar_w / 2,
-                height - h + 6
+                height - h + 20
             );
         }
         out.push_str("</svg><p class=\"meta\">x: |difference| in output units; bar labels: number of elements.</p>");
