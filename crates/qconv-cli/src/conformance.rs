@@ -8,6 +8,7 @@ use qconv::conformance::{CaseOutcome, check_case, describe_failure};
 use qconv::engines::{EngineKind, RunOptions};
 use qconv::io::golden::read_cases;
 
+use crate::progress::Progress;
 use crate::report::{parse_engine, parse_isa};
 
 /// Check an engine model against golden case files, bit for bit.
@@ -49,8 +50,13 @@ pub fn main(args: Args) -> Result<ExitCode> {
     }
     let options = RunOptions { isa: args.isa };
     let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+    let total: usize = files.iter().map(Vec::len).sum();
+    let mut progress = Progress::new("checking cases");
+    let mut done = 0;
     for cases in &files {
         for case in cases {
+            progress.update(done, total);
+            done += 1;
             for &engine in &engines {
                 let key = args.expect.as_deref().unwrap_or(engine.expected_key());
                 match check_case(case, engine, key, &options) {
@@ -69,6 +75,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
             }
         }
     }
+    progress.finish();
     if skipped > 0 {
         println!("{passed} passed, {failed} failed, {skipped} skipped");
     } else {

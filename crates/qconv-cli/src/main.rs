@@ -1,5 +1,6 @@
 //! The `qconv` command line.
 
+mod check;
 mod compare;
 mod conformance;
 mod explain;
@@ -30,6 +31,8 @@ enum Command {
     Compare(compare::Args),
     /// Account for every output element where two engines differ, with the integer evidence.
     Explain(explain::Args),
+    /// Predict int16 pair saturation from the weights and the input range, without running it.
+    Check(check::Args),
     /// Check an engine model against golden case files, bit for bit.
     Conformance(conformance::Args),
 }
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(args),
         Command::Compare(args) => compare::main(args),
         Command::Explain(args) => explain::main(args),
+        Command::Check(args) => check::main(args),
         Command::Conformance(args) => conformance::main(args),
     };
     match result {

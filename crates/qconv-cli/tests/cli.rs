@@ -694,3 +694,133 @@ fn every_command_has_help() {
         assert!(stdout.contains("Usage:"), "{stdout}");
     }
 }
+
+#[test]
+fn explain_tells_the_forum_story() {
+    let (code, stdout, stderr) = qconv(&["explain", &forum()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "fbgemm(avx2) 7: two saturated int16 pairs, weights (-67, -97) and (-128, -125) times \
+             activation 200, add +17864 to the exact accumulator -13861, giving 4003"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("float-path 0: -25 is clamped to 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pair-saturation     fbgemm(avx2)         1           2       +17864"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn explain_json_follows_the_schema() {
+    let (code, stdout, _) = qconv(&[
+        "explain",
+        &forum(),
+        "--engines",
+        "exact,fbgemm",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0);
+    let j: serde_json::Value = serde_json::from_str(&stdout).expect("valid JSON");
+    assert_eq!(j["schema"], "qconv-explain/1");
+    assert_eq!(j["differing_elements"], 1);
+    let el = &j["elements"][0];
+    assert_eq!(el["index"], serde_json::json!([0, 0, 0, 0]));
+    assert_eq!(el["values"]["exact"], 0);
+    assert_eq!(el["values"]["fbgemm(avx2)"], 7);
+    assert_eq!(el["exact_acc"], -13861);
+    assert_eq!(el["acc"]["fbgemm(avx2)"], 4003);
+    let causes = el["causes"].as_array().unwrap();
+    let kinds: Vec<&str> = causes.iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["output-clamp", "pair-saturation", "pair-saturation"]
+    );
+    for c in causes {
+        assert!(c["engine"].is_string() && c["acc_delta"].is_i64() && c["detail"].is_object());
+    }
+    assert_eq!(causes[0]["detail"]["from"], -25);
+    assert_eq!(causes[0]["detail"]["to"], 0);
+}
+
+#[test]
+fn explain_writes_html_and_rejects_bad_arguments() {
+    let dir = scratch("explain_html");
+    let page = dir.join("report.html");
+    let page_s = page.to_string_lossy().into_owned();
+    let (code, _, stderr) = qconv(&["explain", &forum(), "--html", &page_s]);
+    assert_eq!(code, 0, "{stderr}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<svg") && html.contains("pair-saturation"));
+    let bad = dir.join("report.txt");
+    assert_user_error(
+        &["explain", &forum(), "--html", &bad.to_string_lossy()],
+        &["--html", "report.txt", ".html"],
+    );
+    assert!(!bad.exists());
+    assert_user_error(
+        &["explain", &forum(), "--engines", "fbgemm"],
+        &["--engines", "two different engines"],
+    );
+}
+
+#[test]
+fn check_flags_the_forum_layer_and_suggests_fixes() {
+    let (code, stdout, _) = qconv(&["check", &forum()]);
+    assert_eq!(code, 1, "can saturate: exit 1");
+    assert!(
+        stdout.contains("CAN SATURATE: 1 of 1 output channels"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pair 5: k 10 w[0,0,2,0]=-128, k 11 w[0,0,2,1]=-125; sum in [-64515, 0]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("This layer's own input saturates 1 output elements."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reduce_range=True") && stdout.contains("AVX-512-VNNI"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = qconv(&["check", &forum(), "--isa", "avx512-vnni"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("safe"), "{stdout}");
+    let (code, stdout, _) = qconv(&["check", &forum(), "--input-range", "0,127"]);
+    assert_eq!(code, 1, "the layer's own input (200) still saturates");
+    assert!(
+        stdout.contains("safe: no pair can leave int16 for activations in [0, 127]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("CAN SATURATE: this layer's own input, which lies outside that range"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = qconv(&[
+        "check",
+        &forum(),
+        "--input-range",
+        "0,127",
+        "--ignore-input",
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    assert_user_error(
+        &["check", &forum(), "--input-range", "0,300"],
+        &["--input-range", "[0, 300]"],
+    );
+    assert_user_error(
+        &["check", &forum(), "--input-range", "x"],
+        &["--input-range", "LO,HI"],
+    );
+    assert_user_error(
+        &["check", &forum(), "--engine", "qnnpack"],
+        &["fbgemm, x86", "qnnpack"],
+    );
+}

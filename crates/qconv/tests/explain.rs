@@ -201,7 +201,10 @@ fn the_forum_story() {
 #[test]
 fn the_html_report_is_self_contained_and_complete() {
     let cases = corpus();
-    let case = cases.iter().find(|c| c.id == "pytorch-saturating-0031").unwrap();
+    let case = cases
+        .iter()
+        .find(|c| c.id == "pytorch-saturating-0031")
+        .unwrap();
     let x = explain(
         &case.layer,
         &[EngineKind::Exact, EngineKind::Fbgemm],
@@ -216,11 +219,18 @@ fn the_html_report_is_self_contained_and_complete() {
     for needle in ["<script", "src=", "href=", "url(", "@import"] {
         assert!(!page.contains(needle), "the page contains {needle}");
     }
-    assert!(page.contains("description &lt;&amp;&gt;"), "text is escaped");
+    assert!(
+        page.contains("description &lt;&amp;&gt;"),
+        "text is escaped"
+    );
     // One heatmap per output channel with one cell per output element, a histogram, the causes
     // and a row per differing element.
     assert_eq!(page.matches("class=\"map\"").count(), 10);
-    assert_eq!(page.matches("<rect").count(), 1400 + 23, "cells plus histogram bars");
+    assert_eq!(
+        page.matches("<rect").count(),
+        1400 + 23,
+        "cells plus histogram bars"
+    );
     assert!(page.contains("pair-saturation"));
     assert_eq!(page.matches("<tr><td class=\"l\">[").count(), 447);
     let tags = ["<svg", "</svg>", "<table", "</table>", "<ul", "</ul>"];

@@ -144,6 +144,11 @@ pub struct EngineOutput {
     pub warnings: Vec<String>,
 }
 
+/// Checks that PyTorch's quantized engines accept `layer`; `engine` names the engine in errors.
+pub fn check_pytorch_layer(engine: &str, layer: &ConvLayer) -> Result<()> {
+    pytorch::check_layer(engine, layer).map(|_| ())
+}
+
 /// Runs engine `kind` on `layer`.
 pub fn run(kind: EngineKind, layer: &ConvLayer, options: &RunOptions) -> Result<EngineOutput> {
     let isa = options.resolve_isa(layer);

@@ -8,7 +8,11 @@ use super::{Cause, CauseKind, Detail, ElementExplanation, Evidence, Explanation}
 /// digits decide the rounding).
 fn exact(v: f64) -> String {
     let to_tie = ((v - 0.5).round() + 0.5 - v).abs();
-    if to_tie < 1e-4 { format!("{v:.9}") } else { format!("{v:.4}") }
+    if to_tie < 1e-4 {
+        format!("{v:.9}")
+    } else {
+        format!("{v:.4}")
+    }
 }
 
 /// Formats `[n,c,h,w]`.
@@ -400,7 +404,11 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
     if !x.elements.is_empty() {
         out.push_str("<h2>What happened</h2>");
         for el in x.elements.iter().take(5) {
-            let values: Vec<String> = labels.iter().zip(&el.values).map(|(l, v)| format!("{} {v}", esc(l))).collect();
+            let values: Vec<String> = labels
+                .iter()
+                .zip(&el.values)
+                .map(|(l, v)| format!("{} {v}", esc(l)))
+                .collect();
             let _ = write!(
                 out,
                 "<p><b>{}</b>: {}. Exact: accumulator {}, value {}, result {}.</p><ul>",
@@ -416,7 +424,11 @@ th {{ background: #f0f0f0; }} td.l {{ text-align: left; }}
             out.push_str("</ul>");
         }
         if x.elements.len() > 5 {
-            let _ = write!(out, "<p class=\"meta\">({} more elements in the table below.)</p>", x.elements.len() - 5);
+            let _ = write!(
+                out,
+                "<p class=\"meta\">({} more elements in the table below.)</p>",
+                x.elements.len() - 5
+            );
         }
     }
 
