@@ -6,60 +6,72 @@
 //! the same order, and the accumulators engines use on those rows. The reference loop here is
 //! deliberately plain; fast kernels replace [`accumulate`] without touching requantization.
 
-use crate::geometry::ConvGeometry;
+use crate::geometry::{ConvGeometry, ReductionOrder};
 use crate::numerics::sat16;
 
-/// Packs OIHW weights into one row per output channel in the im2col reduction order
-/// `k = (r * KW + s) * Cg + c` (see [`ConvGeometry::split_reduction_index`]).
-pub fn pack_weight_rows<T: Copy>(g: &ConvGeometry, weight: &[T]) -> Vec<T> {
-    let (cg, [kh, kw]) = (g.group_in_channels(), g.kernel);
-    let k_len = g.reduction_len();
-    let mut rows = Vec::with_capacity(g.out_channels * k_len);
-    for oc in 0..g.out_channels {
-        for r in 0..kh {
-            for s in 0..kw {
-                for c in 0..cg {
-                    rows.push(weight[g.weight_index(oc, c, r, s)]);
-                }
-            }
-        }
-    }
-    rows
+/// Packs OIHW weights into one row per output channel in reduction order `order`.
+pub fn pack_weight_rows<T: Copy>(g: &ConvGeometry, order: ReductionOrder, weight: &[T]) -> Vec<T> {
+    (0..g.out_channels)
+        .flat_map(|oc| weight_row(g, order, weight, oc))
+        .collect()
 }
 
-/// The weight row of output channel `oc` in the im2col reduction order (one row of
+/// The weight row of output channel `oc` in reduction order `order` (one row of
 /// [`pack_weight_rows`]).
-pub fn weight_row<T: Copy>(g: &ConvGeometry, weight: &[T], oc: usize) -> Vec<T> {
+pub fn weight_row<T: Copy>(
+    g: &ConvGeometry,
+    order: ReductionOrder,
+    weight: &[T],
+    oc: usize,
+) -> Vec<T> {
     (0..g.reduction_len())
         .map(|k| {
-            let (r, s, c) = g.split_reduction_index(k);
+            let (r, s, c) = g.reduction_index(order, k);
             weight[g.weight_index(oc, c, r, s)]
         })
         .collect()
 }
 
 /// Fills `row` with the im2col row of output position (`n`, group `grp`, `oh`, `ow`): input
-/// values in the reduction order, `pad` where a tap falls outside the image.
+/// values in reduction order `order`, `pad` where a tap falls outside the image.
 pub fn gather_row<T: Copy>(
     g: &ConvGeometry,
+    order: ReductionOrder,
     input: &[T],
     pad: T,
     [n, grp, oh, ow]: [usize; 4],
     row: &mut [T],
 ) {
     let cg = g.group_in_channels();
-    let mut k = 0;
-    for r in 0..g.kernel[0] {
-        for s in 0..g.kernel[1] {
-            match g.tap_position(oh, ow, r, s) {
-                Some((ih, iw)) => {
-                    for c in 0..cg {
-                        row[k + c] = input[g.input_index(n, grp * cg + c, ih, iw)];
+    let [kh, kw] = g.kernel;
+    match order {
+        ReductionOrder::TapMajor => {
+            let mut k = 0;
+            for r in 0..kh {
+                for s in 0..kw {
+                    match g.tap_position(oh, ow, r, s) {
+                        Some((ih, iw)) => {
+                            for c in 0..cg {
+                                row[k + c] = input[g.input_index(n, grp * cg + c, ih, iw)];
+                            }
+                        }
+                        None => row[k..k + cg].fill(pad),
+                    }
+                    k += cg;
+                }
+            }
+        }
+        ReductionOrder::ChannelMajor => {
+            for c in 0..cg {
+                for r in 0..kh {
+                    for s in 0..kw {
+                        row[(c * kh + r) * kw + s] = match g.tap_position(oh, ow, r, s) {
+                            Some((ih, iw)) => input[g.input_index(n, grp * cg + c, ih, iw)],
+                            None => pad,
+                        };
                     }
                 }
-                None => row[k..k + cg].fill(pad),
             }
-            k += cg;
         }
     }
 }
@@ -72,18 +84,24 @@ pub trait Accumulation: Sync {
     type Acc: Copy + Default + Send;
     /// The value out-of-image taps hold.
     fn pad_value(&self) -> Self::Elem;
+    /// The order the engine walks taps in.
+    fn order(&self) -> ReductionOrder {
+        ReductionOrder::TapMajor
+    }
     /// Reduces `row` against `weights` (the packed row of output channel `oc`).
     fn accumulate(&self, row: &[Self::Elem], weights: &[Self::Elem], oc: usize) -> Self::Acc;
 }
 
-/// Runs `acc` over every output element. `input` is NCHW, `weight_rows` from
-/// [`pack_weight_rows`]; the result is NCHW (`[N, OC, OH, OW]`).
+/// Runs `acc` over every output element. `input` is NCHW, `weight` OIHW; the result is NCHW
+/// (`[N, OC, OH, OW]`).
 pub fn accumulate<A: Accumulation>(
     g: &ConvGeometry,
     input: &[A::Elem],
-    weight_rows: &[A::Elem],
+    weight: &[A::Elem],
     acc: &A,
 ) -> Vec<A::Acc> {
+    let order = acc.order();
+    let weight_rows = pack_weight_rows(g, order, weight);
     let [n_len, oc_len, oh_len, ow_len] = g.output_shape();
     let (k_len, ocg) = (g.reduction_len(), g.group_out_channels());
     let mut out = vec![A::Acc::default(); n_len * oc_len * oh_len * ow_len];
@@ -92,7 +110,7 @@ pub fn accumulate<A: Accumulation>(
         for grp in 0..g.groups {
             for oh in 0..oh_len {
                 for ow in 0..ow_len {
-                    gather_row(g, input, acc.pad_value(), [n, grp, oh, ow], &mut row);
+                    gather_row(g, order, input, acc.pad_value(), [n, grp, oh, ow], &mut row);
                     for oc in grp * ocg..(grp + 1) * ocg {
                         let w = &weight_rows[oc * k_len..(oc + 1) * k_len];
                         out[g.output_index(n, oc, oh, ow)] = acc.accumulate(&row, w, oc);
@@ -186,10 +204,11 @@ impl SaturatedPair {
 }
 
 /// The pairs that int16 saturation changes in output element `[n, oc, oh, ow]`, with raw
-/// `input` (NCHW) and `weight` (OIHW) values and padded taps holding `pad`, pairing taps as
-/// [`pair_saturating_dot`] does.
+/// `input` (NCHW) and `weight` (OIHW) values and padded taps holding `pad`, pairing taps of
+/// `order` as [`pair_saturating_dot`] does.
 pub fn saturated_pairs(
     g: &ConvGeometry,
+    order: ReductionOrder,
     input: &[i32],
     weight: &[i32],
     pad: i32,
@@ -199,7 +218,7 @@ pub fn saturated_pairs(
     let grp = oc / g.group_out_channels();
     let k_len = g.reduction_len();
     let tap = |k: usize| {
-        let (r, s, c) = g.split_reduction_index(k);
+        let (r, s, c) = g.reduction_index(order, k);
         let position = g.tap_position(oh, ow, r, s);
         let input_index = position.map(|(ih, iw)| [n, grp * cg + c, ih, iw]);
         PairTap {
@@ -249,18 +268,22 @@ pub struct ZeroPointCorrectedAccumulator<'a> {
     pub column_offsets: Vec<i32>,
     /// Whether products are summed in saturating int16 pairs.
     pub saturating: bool,
+    /// The order taps are walked (and paired) in.
+    pub order: ReductionOrder,
 }
 
 impl<'a> ZeroPointCorrectedAccumulator<'a> {
-    /// Builds the accumulator, precomputing column offsets from the packed weight rows.
+    /// Builds the accumulator, precomputing column offsets from the OIHW `weight` (each output
+    /// channel's `k_len` weights are contiguous).
     pub fn new(
         input_zero_point: i32,
         weight_zero_points: &'a [i32],
-        weight_rows: &[i32],
+        weight: &[i32],
         k_len: usize,
         saturating: bool,
+        order: ReductionOrder,
     ) -> Self {
-        let column_offsets = weight_rows
+        let column_offsets = weight
             .chunks_exact(k_len.max(1))
             .zip(weight_zero_points)
             .map(|(w, &wz)| {
@@ -273,6 +296,7 @@ impl<'a> ZeroPointCorrectedAccumulator<'a> {
             weight_zero_points,
             column_offsets,
             saturating,
+            order,
         }
     }
 }
@@ -283,6 +307,10 @@ impl Accumulation for ZeroPointCorrectedAccumulator<'_> {
 
     fn pad_value(&self) -> i32 {
         self.input_zero_point
+    }
+
+    fn order(&self) -> ReductionOrder {
+        self.order
     }
 
     #[inline]
@@ -313,9 +341,10 @@ mod tests {
         assert_eq!(pair_saturating_dot(&a, &w), -53736);
         assert_eq!(wrapping_dot(&a, &w), -71600);
         let wz = [-11];
-        let corrected = ZeroPointCorrectedAccumulator::new(33, &wz, &w, 25, true);
+        let tm = ReductionOrder::TapMajor;
+        let corrected = ZeroPointCorrectedAccumulator::new(33, &wz, &w, 25, true, tm);
         assert_eq!(corrected.accumulate(&a, &w, 0), 4003);
-        let exact = ZeroPointCorrectedAccumulator::new(33, &wz, &w, 25, false);
+        let exact = ZeroPointCorrectedAccumulator::new(33, &wz, &w, 25, false, tm);
         assert_eq!(exact.accumulate(&a, &w, 0), -13861);
         let e = ExactAccumulator {
             input_zero_point: 33,
@@ -342,7 +371,14 @@ mod tests {
             9, -32, 17, 3, -67, -97, -41, 47, 84, -56, -128, -125, 11, 63, 54, -15, -58, -31, 50,
             48, 23, -3, 64, -87, -91,
         ];
-        let pairs = saturated_pairs(&g, &[200; 25], &w, 33, [0, 0, 0, 0]);
+        let pairs = saturated_pairs(
+            &g,
+            ReductionOrder::TapMajor,
+            &[200; 25],
+            &w,
+            33,
+            [0, 0, 0, 0],
+        );
         assert_eq!(pairs.len(), 2);
         assert_eq!(
             (pairs[0].pair, pairs[0].sum, pairs[0].saturated),

@@ -16,7 +16,7 @@ use crate::accumulate::weight_row;
 use crate::dtype::DType;
 use crate::engines::{EngineKind, fbgemm, x86};
 use crate::error::{Error, Result};
-use crate::geometry::ConvGeometry;
+use crate::geometry::{ConvGeometry, ReductionOrder};
 use crate::isa::Isa;
 use crate::layer::ConvLayer;
 
@@ -210,7 +210,7 @@ fn analyse(
     let k_len = g.reduction_len();
     (0..g.out_channels)
         .map(|oc| {
-            let w = weight_row(g, weight, oc);
+            let w = weight_row(g, ReductionOrder::TapMajor, weight, oc);
             let (mut max_sum, mut min_sum, mut worst) = (i64::MIN, i64::MAX, 0i64);
             let mut risky: Vec<PairRisk> = Vec::new();
             for rp in &rows {
@@ -262,7 +262,8 @@ fn analyse(
 fn actual_saturation(layer: &ConvLayer) -> Vec<(usize, usize, i64)> {
     let g = &layer.geometry;
     let k_len = g.reduction_len();
-    let rows = crate::accumulate::pack_weight_rows(g, &layer.weight.data);
+    let order = ReductionOrder::TapMajor;
+    let rows = crate::accumulate::pack_weight_rows(g, order, &layer.weight.data);
     let mut per_channel = vec![(0usize, 0usize, 0i64); g.out_channels];
     let mut row = vec![0i32; k_len];
     let [n_len, _, oh_len, ow_len] = g.output_shape();
@@ -273,6 +274,7 @@ fn actual_saturation(layer: &ConvLayer) -> Vec<(usize, usize, i64)> {
                 for ow in 0..ow_len {
                     crate::accumulate::gather_row(
                         g,
+                        order,
                         &layer.input.data,
                         layer.input.zero_point,
                         [n, grp, oh, ow],

@@ -66,6 +66,19 @@ impl Padding {
     }
 }
 
+/// The order in which an engine walks the taps of one output element. It decides which products
+/// are neighbours, and so which pairs a saturating int16 kernel adds together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReductionOrder {
+    /// `k = (kh * KW + kw) * Cg + c`, channel fastest: NHWC im2col (FBGEMM, ONNX Runtime's
+    /// QLinearConv).
+    #[default]
+    TapMajor,
+    /// `k = (c * KH + kh) * KW + kw`, kernel column fastest: NCHW im2col (ONNX Runtime's
+    /// ConvInteger).
+    ChannelMajor,
+}
+
 /// The shape of a 2-D convolution: NCHW input, OIHW weight (I = C / groups).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvGeometry {
@@ -259,10 +272,25 @@ impl ConvGeometry {
     /// products are paired by int16-saturating kernels.
     #[inline]
     pub fn split_reduction_index(&self, k: usize) -> (usize, usize, usize) {
-        let cg = self.group_in_channels();
-        let c = k % cg;
-        let tap = k / cg;
-        (tap / self.kernel[1], tap % self.kernel[1], c)
+        self.reduction_index(ReductionOrder::TapMajor, k)
+    }
+
+    /// Splits reduction index `k` of `order` into (kernel row, kernel column, channel within the
+    /// group).
+    #[inline]
+    pub fn reduction_index(&self, order: ReductionOrder, k: usize) -> (usize, usize, usize) {
+        match order {
+            ReductionOrder::TapMajor => {
+                let cg = self.group_in_channels();
+                let tap = k / cg;
+                (tap / self.kernel[1], tap % self.kernel[1], k % cg)
+            }
+            ReductionOrder::ChannelMajor => {
+                let taps = self.kernel[0] * self.kernel[1];
+                let tap = k % taps;
+                (tap / self.kernel[1], tap % self.kernel[1], k / taps)
+            }
+        }
     }
 
     /// NCHW flat index of an input element.
@@ -361,6 +389,10 @@ mod tests {
         assert_eq!(g.split_reduction_index(1), (0, 0, 1));
         assert_eq!(g.split_reduction_index(2), (0, 1, 0));
         assert_eq!(g.split_reduction_index(5), (1, 0, 1));
+        let cm = ReductionOrder::ChannelMajor;
+        assert_eq!(g.reduction_index(cm, 1), (0, 1, 0));
+        assert_eq!(g.reduction_index(cm, 2), (1, 0, 0));
+        assert_eq!(g.reduction_index(cm, 6), (0, 0, 1));
     }
 
     #[test]

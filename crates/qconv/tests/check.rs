@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use qconv::accumulate::{gather_row, pair_saturating_dot, weight_row, wrapping_dot};
 use qconv::check::check;
 use qconv::engines::{Accumulators, EngineKind, RunOptions, exact, run};
+use qconv::geometry::ReductionOrder;
 use qconv::io::golden::read_cases;
 use qconv::{
     Activations, ConvLayer, ConvParams, DType, Isa, OutputQuant, Padding, WeightQuant, Weights,
@@ -122,13 +123,20 @@ fn brute_force(s: &Small, l: &ConvLayer) -> (bool, i64) {
     let [_, oc_len, oh_len, ow_len] = g.output_shape();
     let (mut any, mut worst) = (false, 0i64);
     for oc in 0..oc_len {
-        let w = weight_row(g, &l.weight.data, oc);
+        let w = weight_row(g, ReductionOrder::TapMajor, &l.weight.data, oc);
         for oh in 0..oh_len {
             for ow in 0..ow_len {
                 // Mark which taps are inside the image: gather a row of markers.
                 let marks: Vec<i32> = (0..(s.c * s.h * s.w) as i32).collect();
                 let mut where_ = vec![-1i32; k_len];
-                gather_row(g, &marks, -1, [0, 0, oh, ow], &mut where_);
+                gather_row(
+                    g,
+                    ReductionOrder::TapMajor,
+                    &marks,
+                    -1,
+                    [0, 0, oh, ow],
+                    &mut where_,
+                );
                 let free: Vec<usize> = (0..k_len).filter(|&k| where_[k] >= 0).collect();
                 let choices = (s.width + 1) as usize;
                 let combos = choices.pow(free.len() as u32);

@@ -8,7 +8,7 @@
 //! result is `acc` itself, refused if it does not fit in int32.
 
 use super::{Accumulators, EngineKind, EngineOutput};
-use crate::accumulate::{ExactAccumulator, accumulate, pack_weight_rows};
+use crate::accumulate::{ExactAccumulator, accumulate};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layer::{Bias, ConvLayer};
@@ -17,7 +17,6 @@ use crate::requant::{ExactRequantizer, requantize_all};
 /// The exact accumulators of every output element (NCHW), without bias.
 pub fn accumulators(layer: &ConvLayer) -> Vec<i64> {
     let g = &layer.geometry;
-    let rows = pack_weight_rows(g, &layer.weight.data);
     let zero_points: Vec<i32> = (0..g.out_channels)
         .map(|oc| layer.weight.quant.zero_point(oc))
         .collect();
@@ -25,7 +24,7 @@ pub fn accumulators(layer: &ConvLayer) -> Vec<i64> {
         input_zero_point: layer.input.zero_point,
         weight_zero_points: &zero_points,
     };
-    accumulate(g, &layer.input.data, &rows, &acc)
+    accumulate(g, &layer.input.data, &layer.weight.data, &acc)
 }
 
 /// The exact requantizer of a layer with a quantized output.

@@ -9,10 +9,10 @@
 
 use super::pytorch::{check_layer, float_bias};
 use super::{Accumulators, EngineKind, EngineOutput};
-use crate::accumulate::{ZeroPointCorrectedAccumulator, accumulate, pack_weight_rows};
+use crate::accumulate::{ZeroPointCorrectedAccumulator, accumulate};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::geometry::ConvGeometry;
+use crate::geometry::{ConvGeometry, ReductionOrder};
 use crate::isa::Isa;
 use crate::layer::ConvLayer;
 use crate::requant::{FloatBiasFp32Requantizer, FloatBiasTerm, requantize_all};
@@ -153,18 +153,18 @@ pub fn requantizer(
 /// they saturated pairs.
 pub fn accumulators(layer: &ConvLayer, path: FbgemmPath, isa: Isa) -> Vec<i32> {
     let g = &layer.geometry;
-    let rows = pack_weight_rows(g, &layer.weight.data);
     let zero_points: Vec<i32> = (0..g.out_channels)
         .map(|oc| layer.weight.quant.zero_point(oc))
         .collect();
     let acc = ZeroPointCorrectedAccumulator::new(
         layer.input.zero_point,
         &zero_points,
-        &rows,
+        &layer.weight.data,
         g.reduction_len(),
         path.saturates(isa),
+        ReductionOrder::TapMajor,
     );
-    accumulate(g, &layer.input.data, &rows, &acc)
+    accumulate(g, &layer.input.data, &layer.weight.data, &acc)
 }
 
 /// Runs the fbgemm model as engine `engine` (fbgemm itself, or x86 when it routes to FBGEMM).

@@ -11,9 +11,10 @@
 
 use super::pytorch::{check_layer, float_bias};
 use super::{Accumulators, EngineKind, EngineOutput};
-use crate::accumulate::{Accumulation, accumulate, pack_weight_rows};
+use crate::accumulate::{Accumulation, accumulate};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::geometry::ReductionOrder;
 use crate::layer::ConvLayer;
 use crate::quant::pytorch::{
     dequantize_per_channel, dequantize_per_tensor, quantize_8bit, rounded_8bit,
@@ -92,12 +93,11 @@ pub fn run(layer: &ConvLayer) -> Result<EngineOutput> {
     let scales = check_layer(EngineKind::FloatPath.name(), layer)?;
     let g = &layer.geometry;
     let (input, weight) = dequantized(layer, scales.input);
-    let rows = pack_weight_rows(g, &weight);
     let conv = Float32Conv {
         bias: float_bias(layer),
         bias_first: g.group_in_channels() == 1,
     };
-    let acc = accumulate(g, &input, &rows, &conv);
+    let acc = accumulate(g, &input, &weight, &conv);
     let zp = layer.output.zero_point;
     let values = acc
         .iter()
@@ -197,11 +197,12 @@ impl<'a> FloatPathAnalysis<'a> {
         let position = [n, oc / g.group_out_channels(), oh, ow];
         let k_len = g.reduction_len();
         let mut row = vec![0.0f32; k_len];
-        gather_row(g, &self.input, 0.0, position, &mut row);
+        let order = ReductionOrder::TapMajor;
+        gather_row(g, order, &self.input, 0.0, position, &mut row);
         let in_zp = layer.input.zero_point;
         let mut row_q = vec![in_zp; k_len];
-        gather_row(g, &layer.input.data, in_zp, position, &mut row_q);
-        let w = weight_row(g, &self.weight, oc);
+        gather_row(g, order, &layer.input.data, in_zp, position, &mut row_q);
+        let w = weight_row(g, order, &self.weight, oc);
         let conv = Float32Conv {
             bias: float_bias(layer),
             bias_first: g.group_in_channels() == 1,

@@ -9,6 +9,8 @@ pub mod exact;
 pub mod fbgemm;
 pub mod float_path;
 pub mod onednn;
+pub mod onnx;
+pub mod onnxruntime;
 mod pytorch;
 pub mod qnnpack;
 pub mod x86;
@@ -35,16 +37,22 @@ pub enum EngineKind {
     X86,
     /// PyTorch's `qnnpack` quantized engine.
     Qnnpack,
+    /// The ONNX operator specification as the ONNX reference evaluator computes it.
+    Onnx,
+    /// ONNX Runtime's CPU execution provider.
+    OnnxRuntime,
 }
 
 impl EngineKind {
     /// Every engine, in report order.
-    pub const ALL: [EngineKind; 5] = [
+    pub const ALL: [EngineKind; 7] = [
         EngineKind::Exact,
         EngineKind::FloatPath,
         EngineKind::Fbgemm,
         EngineKind::X86,
         EngineKind::Qnnpack,
+        EngineKind::Onnx,
+        EngineKind::OnnxRuntime,
     ];
 
     /// The engine's name on the command line.
@@ -55,6 +63,8 @@ impl EngineKind {
             EngineKind::Fbgemm => "fbgemm",
             EngineKind::X86 => "x86",
             EngineKind::Qnnpack => "qnnpack",
+            EngineKind::Onnx => "onnx",
+            EngineKind::OnnxRuntime => "onnxruntime",
         }
     }
 
@@ -62,13 +72,17 @@ impl EngineKind {
     pub fn expected_key(self) -> &'static str {
         match self {
             EngineKind::FloatPath => "float_path",
+            EngineKind::Onnx => "onnx_reference",
             other => other.name(),
         }
     }
 
     /// Whether the engine's integers depend on the modelled ISA.
     pub fn depends_on_isa(self) -> bool {
-        matches!(self, EngineKind::Fbgemm | EngineKind::X86)
+        matches!(
+            self,
+            EngineKind::Fbgemm | EngineKind::X86 | EngineKind::OnnxRuntime
+        )
     }
 }
 
@@ -158,5 +172,7 @@ pub fn run(kind: EngineKind, layer: &ConvLayer, options: &RunOptions) -> Result<
         EngineKind::Fbgemm => fbgemm::run(layer, isa),
         EngineKind::X86 => x86::run(layer, isa),
         EngineKind::Qnnpack => qnnpack::run(layer),
+        EngineKind::Onnx => onnx::run(layer),
+        EngineKind::OnnxRuntime => onnxruntime::run(layer, isa),
     }
 }

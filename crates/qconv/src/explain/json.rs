@@ -93,6 +93,7 @@ fn detail(c: &Cause) -> Value {
                     ("error_bound_steps", Value::from(*error_bound_steps)),
                 ]),
                 Evidence::Dequantization { tensor } => object([("tensor", Value::from(*tensor))]),
+                Evidence::Wrap => object([]),
                 Evidence::Clamp { range, relu } => object([
                     ("range", ints(&[range.0, range.1])),
                     ("relu", Value::from(*relu)),

@@ -30,9 +30,10 @@ use serde_json::Value;
 use crate::accumulate::saturated_pairs;
 use crate::engines::{
     self, Accumulators, EngineKind, EngineOutput, RunOptions, exact, fbgemm, float_path, onednn,
-    qnnpack, x86,
+    onnx, onnxruntime, qnnpack, x86,
 };
 use crate::error::Result;
+use crate::geometry::ReductionOrder;
 use crate::isa::Isa;
 use crate::layer::{Bias, ConvLayer};
 use crate::requant::{ExactRequantizer, RequantTrace, Requantizer};
@@ -55,11 +56,13 @@ pub enum CauseKind {
     RequantRounding,
     /// The value lies outside the output range (dtype, fused ReLU) and is clamped.
     OutputClamp,
+    /// An int32 output (ConvInteger) wrapped around modulo 2^32.
+    Int32Wrap,
 }
 
 impl CauseKind {
     /// Every kind, in chain order.
-    pub const ALL: [CauseKind; 7] = [
+    pub const ALL: [CauseKind; 8] = [
         CauseKind::PairSaturation,
         CauseKind::WeightQuantization,
         CauseKind::InputQuantization,
@@ -67,6 +70,7 @@ impl CauseKind {
         CauseKind::BiasRounding,
         CauseKind::RequantRounding,
         CauseKind::OutputClamp,
+        CauseKind::Int32Wrap,
     ];
 
     /// The kind's name in reports and JSON.
@@ -79,6 +83,7 @@ impl CauseKind {
             CauseKind::BiasRounding => "bias-rounding",
             CauseKind::RequantRounding => "requant-rounding",
             CauseKind::OutputClamp => "output-clamp",
+            CauseKind::Int32Wrap => "int32-wrap",
         }
     }
 
@@ -155,6 +160,8 @@ pub enum Evidence {
     Dequantization { tensor: &'static str },
     /// The output range.
     Clamp { range: (i32, i32), relu: bool },
+    /// Two's-complement wrap of an int32 output.
+    Wrap,
 }
 
 /// One engine taking part in an explanation.
@@ -263,31 +270,83 @@ impl Explanation {
     }
 }
 
-/// How one engine's chain is traced.
-enum Tracer<'a> {
+/// The raw values an engine's int16 pairs are formed from (after any offset its kernel applies)
+/// and the value of padded taps.
+struct PairSource {
+    order: ReductionOrder,
+    input: Vec<i32>,
+    weight: Vec<i32>,
+    pad: i32,
+}
+
+impl PairSource {
+    fn new(
+        layer: &ConvLayer,
+        order: ReductionOrder,
+        activation_offset: i32,
+        weight_offset: i32,
+    ) -> Self {
+        PairSource {
+            order,
+            input: layer
+                .input
+                .data
+                .iter()
+                .map(|&a| a + activation_offset)
+                .collect(),
+            weight: layer
+                .weight
+                .data
+                .iter()
+                .map(|&w| w + weight_offset)
+                .collect(),
+            pad: layer.input.zero_point + activation_offset,
+        }
+    }
+}
+
+/// How an engine rounds, for tracing its chain.
+enum Rounding<'a> {
     Exact,
     FloatPath(float_path::FloatPathAnalysis<'a>),
-    /// FBGEMM (or x86 routed to it): pairs saturate when `saturating`.
-    Fbgemm {
-        saturating: bool,
-        requant: crate::requant::FloatBiasFp32Requantizer,
-    },
-    Qnnpack {
+    /// FBGEMM's float-bias requantization.
+    FloatBias(crate::requant::FloatBiasFp32Requantizer),
+    /// An integer bias and a float32 multiplier; `with_integer_bias` is the exact rounding with
+    /// that integer bias when the engine derived it from a float bias (qnnpack).
+    IntegerBias {
         requant: crate::requant::Fp32Requantizer,
-        /// Exact rounding with qnnpack's integer bias instead of the real one.
-        with_integer_bias: ExactRequantizer,
+        with_integer_bias: Option<ExactRequantizer>,
     },
-    Onednn {
-        requant: crate::requant::FloatPostOpsRequantizer,
-    },
+    /// oneDNN's float post-ops.
+    PostOps(crate::requant::FloatPostOpsRequantizer),
+    /// The ONNX reference's float64 product (`None` for int32 outputs).
+    Float64(Option<crate::requant::Float64ProductRequantizer>),
+}
+
+/// How one engine's chain is traced: where its pairs saturate, and how it rounds.
+struct Tracer<'a> {
+    pairs: Option<PairSource>,
+    rounding: Rounding<'a>,
 }
 
 impl<'a> Tracer<'a> {
     fn new(layer: &'a ConvLayer, out: &EngineOutput) -> Result<Tracer<'a>> {
         let scales = layer.scales(out.engine.name());
+        let isa = out.isa.unwrap_or_else(Isa::host);
+        let plain = |rounding| Tracer {
+            pairs: None,
+            rounding,
+        };
         Ok(match out.engine {
-            EngineKind::Exact => Tracer::Exact,
-            EngineKind::FloatPath => Tracer::FloatPath(float_path::FloatPathAnalysis::new(layer)?),
+            EngineKind::Exact => plain(Rounding::Exact),
+            EngineKind::Onnx => plain(Rounding::Float64(
+                scales
+                    .ok()
+                    .map(|s| onnx::requantizer(layer, s.input, s.output)),
+            )),
+            EngineKind::FloatPath => plain(Rounding::FloatPath(
+                float_path::FloatPathAnalysis::new(layer)?,
+            )),
             EngineKind::Qnnpack => {
                 let s = scales?;
                 let requant = qnnpack::requantizer(layer, s.input, s.output)?;
@@ -300,25 +359,48 @@ impl<'a> Tracer<'a> {
                     layer.output.zero_point,
                     layer.output_range(),
                 );
-                Tracer::Qnnpack {
+                plain(Rounding::IntegerBias {
                     requant,
-                    with_integer_bias,
+                    with_integer_bias: Some(with_integer_bias),
+                })
+            }
+            EngineKind::OnnxRuntime => {
+                let model = onnxruntime::accumulation(layer, isa)?;
+                Tracer {
+                    pairs: model.saturating.then(|| {
+                        PairSource::new(
+                            layer,
+                            model.order,
+                            model.activation_offset,
+                            model.weight_offset,
+                        )
+                    }),
+                    rounding: match scales {
+                        Ok(s) if !layer.is_integer_output() => Rounding::IntegerBias {
+                            requant: onnxruntime::requantizer(layer, s.input, s.output),
+                            with_integer_bias: None,
+                        },
+                        _ => Rounding::Exact,
+                    },
                 }
             }
             EngineKind::Fbgemm | EngineKind::X86 => {
                 let s = scales?;
-                let isa = out.isa.unwrap_or_else(Isa::host);
                 let onednn_route = out.engine == EngineKind::X86
                     && x86::route(layer, isa) == x86::X86Route::Onednn;
                 if onednn_route {
-                    Tracer::Onednn {
-                        requant: onednn::requantizer(layer, s.input, s.output),
-                    }
+                    plain(Rounding::PostOps(onednn::requantizer(
+                        layer, s.input, s.output,
+                    )))
                 } else {
                     let path = fbgemm::FbgemmPath::select(&layer.geometry, isa);
-                    Tracer::Fbgemm {
-                        saturating: path.saturates(isa),
-                        requant: fbgemm::requantizer(layer, path, s.input, s.output),
+                    Tracer {
+                        pairs: path
+                            .saturates(isa)
+                            .then(|| PairSource::new(layer, ReductionOrder::TapMajor, 0, 0)),
+                        rounding: Rounding::FloatBias(fbgemm::requantizer(
+                            layer, path, s.input, s.output,
+                        )),
                     }
                 }
             }
@@ -393,7 +475,7 @@ fn engine_causes(
     layer: &ConvLayer,
     out: &EngineOutput,
     tracer: &Tracer,
-    ideal: &ExactRequantizer,
+    ideal: Option<&ExactRequantizer>,
     i: usize,
     acc: i64,
     causes: &mut Vec<Cause>,
@@ -403,13 +485,40 @@ fn engine_causes(
     let oc = coords[1];
     let engine = out.engine;
     let output = out.values[i];
+    // Accumulator causes.
+    if let Some(src) = &tracer.pairs {
+        for p in saturated_pairs(g, src.order, &src.input, &src.weight, src.pad, coords) {
+            causes.push(Cause {
+                engine,
+                kind: CauseKind::PairSaturation,
+                acc_delta: p.clipped(),
+                detail: Detail::PairSaturation(p),
+            });
+        }
+    }
+    // An int32 output is the accumulator plus the int32 bias; the only step left is a wrap.
+    let Some(ideal) = ideal else {
+        let bias = match &layer.bias {
+            Some(Bias::Int32(b)) => b[oc] as i64,
+            _ => 0,
+        };
+        step(
+            causes,
+            engine,
+            CauseKind::Int32Wrap,
+            acc + bias,
+            output as i64,
+            Evidence::Wrap,
+        );
+        return Ok(());
+    };
     let ideal_trace = ideal.trace(acc, oc);
     let start = ideal_trace.unclamped;
-    match tracer {
-        Tracer::Exact => {
+    match &tracer.rounding {
+        Rounding::Exact => {
             clamp_step(causes, engine, layer, start, output);
         }
-        Tracer::FloatPath(analysis) => {
+        Rounding::FloatPath(analysis) => {
             let e = analysis.element(i);
             let mut at = start;
             at = step(
@@ -461,21 +570,7 @@ fn engine_causes(
             );
             clamp_step(causes, engine, layer, at, output);
         }
-        Tracer::Fbgemm {
-            saturating,
-            requant,
-        } => {
-            if *saturating {
-                let pad = layer.input.zero_point;
-                for p in saturated_pairs(g, &layer.input.data, &layer.weight.data, pad, coords) {
-                    causes.push(Cause {
-                        engine,
-                        kind: CauseKind::PairSaturation,
-                        acc_delta: p.clipped(),
-                        detail: Detail::PairSaturation(p),
-                    });
-                }
-            }
+        Rounding::FloatBias(requant) => {
             let t = requant.trace(acc as i32, oc);
             let m = requant.multipliers[oc];
             let at = step(
@@ -495,28 +590,34 @@ fn engine_causes(
             );
             clamp_step(causes, engine, layer, at, output);
         }
-        Tracer::Qnnpack {
+        Rounding::IntegerBias {
             requant,
             with_integer_bias,
         } => {
-            let with_bias = with_integer_bias.trace(acc, oc);
-            let real_bias = match &layer.bias {
-                Some(Bias::Float32(b)) => b[oc] as f64,
-                _ => 0.0,
+            let (at, with_bias) = match with_integer_bias {
+                Some(exact_with_bias) => {
+                    let with_bias = exact_with_bias.trace(acc, oc);
+                    let real_bias = match &layer.bias {
+                        Some(Bias::Float32(b)) => b[oc] as f64,
+                        _ => 0.0,
+                    };
+                    let acc_scale = layer.input.scale.unwrap_or(1.0) * layer.weight.quant.scale(oc);
+                    let at = step(
+                        causes,
+                        engine,
+                        CauseKind::BiasRounding,
+                        start,
+                        with_bias.unclamped,
+                        Evidence::Bias {
+                            bias: real_bias,
+                            bias_in_acc_units: real_bias / acc_scale,
+                            bias_integer: requant.bias[oc],
+                        },
+                    );
+                    (at, with_bias)
+                }
+                None => (start, ideal_trace),
             };
-            let acc_scale = layer.input.scale.unwrap_or(1.0) * layer.weight.quant.scale(oc);
-            let at = step(
-                causes,
-                engine,
-                CauseKind::BiasRounding,
-                start,
-                with_bias.unclamped,
-                Evidence::Bias {
-                    bias: real_bias,
-                    bias_in_acc_units: real_bias / acc_scale,
-                    bias_integer: requant.bias[oc],
-                },
-            );
             let t = requant.trace(acc as i32, oc);
             let at = step(
                 causes,
@@ -530,12 +631,12 @@ fn engine_causes(
                     vec![requant.multipliers[oc]],
                     &with_bias,
                     &t,
-                    "f32(acc + bias_integer) times f32 multiplier, cvtps2dq (ties to even), zero point added after rounding",
+                    "f32(acc + integer bias) times f32 multiplier, ties to even, zero point added after rounding",
                 ),
             );
             clamp_step(causes, engine, layer, at, output);
         }
-        Tracer::Onednn { requant } => {
+        Rounding::PostOps(requant) => {
             let t = requant.trace(acc as i32, oc);
             let at = step(
                 causes,
@@ -554,6 +655,28 @@ fn engine_causes(
                     &ideal_trace,
                     &t,
                     "f32(acc) * source scale * weight scale + bias, times f32(1/s_out), plus zero point in float, ties to even",
+                ),
+            );
+            clamp_step(causes, engine, layer, at, output);
+        }
+        Rounding::Float64(requant) => {
+            let requant = requant
+                .as_ref()
+                .expect("a quantized output has a requantizer");
+            let t = requant.trace(acc as i32, oc);
+            let at = step(
+                causes,
+                engine,
+                CauseKind::RequantRounding,
+                start,
+                t.unclamped,
+                requant_evidence(
+                    layer,
+                    oc,
+                    vec![requant.multipliers[oc]],
+                    &ideal_trace,
+                    &t,
+                    "f64(acc + bias) * f64(f32 multiplier) + zero point in float64, half to even",
                 ),
             );
             clamp_step(causes, engine, layer, at, output);
@@ -609,7 +732,11 @@ pub fn explain_outputs(
         Some(Bias::Int32(b)) => b[oc] as i64,
         _ => 0,
     };
-    let ideal = exact::requantizer(layer)?;
+    let ideal = if layer.is_integer_output() {
+        None
+    } else {
+        Some(exact::requantizer(layer)?)
+    };
     let tracers: Vec<Tracer> = outputs
         .iter()
         .map(|o| Tracer::new(layer, o))
@@ -629,15 +756,19 @@ pub fn explain_outputs(
                 Accumulators::Int32(v) => v[i] as i64,
                 Accumulators::Float(_) => exact,
             };
-            engine_causes(layer, out, tracer, &ideal, i, acc, &mut causes)?;
+            engine_causes(layer, out, tracer, ideal.as_ref(), i, acc, &mut causes)?;
             accs.push(acc);
         }
         elements.push(ElementExplanation {
             index: g.output_coords(i),
             values: outputs.iter().map(|o| o.values[i]).collect(),
             exact_acc: exact + int_bias(oc),
-            exact_value: ideal.real_value(exact, oc),
-            exact_output: ideal.requantize(exact, oc),
+            exact_value: ideal
+                .as_ref()
+                .map_or((exact + int_bias(oc)) as f64, |r| r.real_value(exact, oc)),
+            exact_output: ideal
+                .as_ref()
+                .map_or((exact + int_bias(oc)) as i32, |r| r.requantize(exact, oc)),
             acc: accs.iter().map(|&a| a + int_bias(oc)).collect(),
             causes,
         });

@@ -139,6 +139,7 @@ fn narrative(x: &Explanation, el: &ElementExplanation, e: usize) -> String {
             Evidence::Dequantization { tensor } => {
                 format!(" Dequantizing the {tensor} to float32 moves {from} to {to}.")
             }
+            Evidence::Wrap => format!(" {from} wraps around modulo 2^32 to {to}."),
         };
         out.push_str(&sentence);
     }

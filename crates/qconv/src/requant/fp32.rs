@@ -260,3 +260,45 @@ mod tests {
         assert_eq!(r.requantize(-13861, 0), 0);
     }
 }
+
+/// The ONNX reference evaluator's requantization: the int32 accumulator (bias included) times the
+/// float32 multiplier, computed in float64 (NumPy promotes int32 x float32 to float64), plus the
+/// zero point in float64, clipped to the output type, rounded half to even.
+#[derive(Clone, Debug)]
+pub struct Float64ProductRequantizer {
+    pub multipliers: Vec<f32>,
+    /// Int32 bias per output channel (zeros without bias).
+    pub bias: Vec<i32>,
+    pub zero_point: i32,
+    pub range: (i32, i32),
+}
+
+impl Float64ProductRequantizer {
+    /// The float64 value that is clipped and rounded.
+    #[inline(always)]
+    pub fn scaled(&self, acc: i32, oc: usize) -> f64 {
+        acc.wrapping_add(self.bias[oc]) as f64 * self.multipliers[oc] as f64
+            + self.zero_point as f64
+    }
+}
+
+impl Requantizer for Float64ProductRequantizer {
+    type Acc = i32;
+
+    #[inline]
+    fn requantize(&self, acc: i32, oc: usize) -> i32 {
+        let v = self
+            .scaled(acc, oc)
+            .clamp(self.range.0 as f64, self.range.1 as f64);
+        v.round_ties_even() as i32
+    }
+
+    fn trace(&self, acc: i32, oc: usize) -> RequantTrace {
+        let v = self.scaled(acc, oc);
+        RequantTrace {
+            value: v,
+            unclamped: v.round_ties_even() as i64,
+            output: self.requantize(acc, oc),
+        }
+    }
+}

@@ -10,7 +10,8 @@ mod fp32;
 
 pub use exact::ExactRequantizer;
 pub use fp32::{
-    FloatBiasFp32Requantizer, FloatBiasTerm, FloatPostOpsRequantizer, Fp32Requantizer, Fp32Store,
+    Float64ProductRequantizer, FloatBiasFp32Requantizer, FloatBiasTerm, FloatPostOpsRequantizer,
+    Fp32Requantizer, Fp32Store,
 };
 
 /// The last steps of one requantization, for explanations.
