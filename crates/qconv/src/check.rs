@@ -14,7 +14,7 @@ use std::fmt::Write;
 
 use crate::accumulate::weight_row;
 use crate::dtype::DType;
-use crate::engines::{EngineKind, fbgemm, x86};
+use crate::engines::{EngineKind, fbgemm, onnxruntime, x86};
 use crate::error::{Error, Result};
 use crate::geometry::{ConvGeometry, ReductionOrder};
 use crate::isa::Isa;
@@ -32,6 +32,11 @@ pub struct AccumulationModel {
     pub route: String,
     /// Whether products are summed in saturating int16 pairs.
     pub saturating: bool,
+    /// The order taps are paired in.
+    pub order: ReductionOrder,
+    /// Offsets the kernel adds to raw activations and weights before multiplying.
+    pub activation_offset: i32,
+    pub weight_offset: i32,
 }
 
 /// The accumulation `engine` performs on `layer` modelled on `isa`; refuses engines that do not
@@ -49,6 +54,9 @@ pub fn accumulation_model(
             isa,
             route: format!("FBGEMM {} kernel", path.name()),
             saturating: path.saturates(isa),
+            order: ReductionOrder::TapMajor,
+            activation_offset: 0,
+            weight_offset: 0,
         })
     };
     match engine {
@@ -62,12 +70,28 @@ pub fn accumulation_model(
                     isa,
                     route: "oneDNN (exact int32 with VNNI)".to_string(),
                     saturating: false,
+                    order: ReductionOrder::TapMajor,
+                    activation_offset: 0,
+                    weight_offset: 0,
                 })
             }
         },
+        EngineKind::OnnxRuntime => {
+            crate::engines::check_onnx_layer(engine.name(), layer)?;
+            let m = onnxruntime::accumulation(layer, isa)?;
+            Ok(AccumulationModel {
+                engine,
+                isa,
+                route: format!("ONNX Runtime {}", m.path.name()),
+                saturating: m.saturating,
+                order: m.order,
+                activation_offset: m.activation_offset,
+                weight_offset: m.weight_offset,
+            })
+        }
         other => Err(Error::invalid(
             "engine",
-            format!("check models the saturating engines (fbgemm, x86), not {other}"),
+            format!("check models the saturating engines (fbgemm, x86, onnxruntime), not {other}"),
         )),
     }
 }
@@ -182,10 +206,11 @@ fn clip(s: i64) -> i64 {
     s.clamp(I16_MIN, I16_MAX) - s
 }
 
-/// Analyses `g`'s channels for raw weights `weight` (OIHW), activations in `[lo, hi]` and the
-/// zero point `zp` in padded taps.
+/// Analyses `g`'s channels for raw weights `weight` (OIHW) paired in `order`, activations in
+/// `[lo, hi]` and the zero point `zp` in padded taps (all as the kernel multiplies them).
 fn analyse(
     g: &ConvGeometry,
+    order: ReductionOrder,
     weight: &[i32],
     lo: i64,
     hi: i64,
@@ -210,7 +235,7 @@ fn analyse(
     let k_len = g.reduction_len();
     (0..g.out_channels)
         .map(|oc| {
-            let w = weight_row(g, ReductionOrder::TapMajor, weight, oc);
+            let w = weight_row(g, order, weight, oc);
             let (mut max_sum, mut min_sum, mut worst) = (i64::MIN, i64::MAX, 0i64);
             let mut risky: Vec<PairRisk> = Vec::new();
             for rp in &rows {
@@ -219,7 +244,7 @@ fn analyse(
                     for p in 0..k_len.div_ceil(2) {
                         let (mut s_lo, mut s_hi) = (0i64, 0i64);
                         for (k, &wk) in w.iter().enumerate().skip(2 * p).take(2) {
-                            let (r, s, _) = g.split_reduction_index(k);
+                            let (r, s, _) = g.reduction_index(order, k);
                             let (a, b) = product_range(wk as i64, rp[r] || cp[s], lo, hi, zp);
                             s_lo += a;
                             s_hi += b;
@@ -238,7 +263,7 @@ fn analyse(
                                     pair: p,
                                     taps: (2 * p..(2 * p + 2).min(k_len))
                                         .map(|k| {
-                                            let (r, s, c) = g.split_reduction_index(k);
+                                            let (r, s, c) = g.reduction_index(order, k);
                                             (k, [oc, c, r, s], w[k])
                                         })
                                         .collect(),
@@ -259,11 +284,24 @@ fn analyse(
 
 /// Per output channel on the layer's own input: (elements with a saturated pair, saturated
 /// pairs, largest |accumulator change|).
-fn actual_saturation(layer: &ConvLayer) -> Vec<(usize, usize, i64)> {
+fn actual_saturation(layer: &ConvLayer, model: &AccumulationModel) -> Vec<(usize, usize, i64)> {
     let g = &layer.geometry;
     let k_len = g.reduction_len();
-    let order = ReductionOrder::TapMajor;
-    let rows = crate::accumulate::pack_weight_rows(g, order, &layer.weight.data);
+    let order = model.order;
+    let input: Vec<i32> = layer
+        .input
+        .data
+        .iter()
+        .map(|&a| a + model.activation_offset)
+        .collect();
+    let weight: Vec<i32> = layer
+        .weight
+        .data
+        .iter()
+        .map(|&w| w + model.weight_offset)
+        .collect();
+    let pad = layer.input.zero_point + model.activation_offset;
+    let rows = crate::accumulate::pack_weight_rows(g, order, &weight);
     let mut per_channel = vec![(0usize, 0usize, 0i64); g.out_channels];
     let mut row = vec![0i32; k_len];
     let [n_len, _, oh_len, ow_len] = g.output_shape();
@@ -275,8 +313,8 @@ fn actual_saturation(layer: &ConvLayer) -> Vec<(usize, usize, i64)> {
                     crate::accumulate::gather_row(
                         g,
                         order,
-                        &layer.input.data,
-                        layer.input.zero_point,
+                        &input,
+                        pad,
                         [n, grp, oh, ow],
                         &mut row,
                     );
@@ -334,9 +372,11 @@ pub fn check(
         None => (dtype.min() as i32, dtype.max() as i32),
     };
     let g = &layer.geometry;
-    let zp = layer.input.zero_point as i64;
-    let analysed = analyse(g, &layer.weight.data, lo as i64, hi as i64, zp);
-    let actual = use_input.then(|| actual_saturation(layer));
+    let (ao, wo) = (model.activation_offset as i64, model.weight_offset);
+    let weight: Vec<i32> = layer.weight.data.iter().map(|&w| w + wo).collect();
+    let zp = layer.input.zero_point as i64 + ao;
+    let analysed = analyse(g, model.order, &weight, lo as i64 + ao, hi as i64 + ao, zp);
+    let actual = use_input.then(|| actual_saturation(layer, &model));
     let step = |oc: usize| match (
         layer.input.scale,
         layer.weight.quant.scales.as_ref(),
@@ -369,18 +409,20 @@ pub fn check(
         fixes: Vec::new(),
     };
     if report.can_saturate() {
-        report.fixes = fixes(layer, engine, isa);
+        report.fixes = fixes(layer, &report.model);
     }
     debug_assert!(report.saturates_on_input() != Some(true) || report.model.saturating);
     Ok(report)
 }
 
 /// Concrete ways to make saturation impossible for this layer.
-fn fixes(layer: &ConvLayer, engine: EngineKind, isa: Isa) -> Vec<String> {
+fn fixes(layer: &ConvLayer, model: &AccumulationModel) -> Vec<String> {
+    let (engine, isa) = (model.engine, model.isa);
     let mut out = Vec::new();
-    if layer.input.dtype == DType::Uint8 {
+    let pytorch = matches!(engine, EngineKind::Fbgemm | EngineKind::X86);
+    if pytorch && layer.input.dtype == DType::Uint8 {
         let zp = layer.input.zero_point.min(127) as i64;
-        let safe = analyse(&layer.geometry, &layer.weight.data, 0, 127, zp)
+        let safe = analyse(&layer.geometry, model.order, &layer.weight.data, 0, 127, zp)
             .iter()
             .all(|(_, _, risky, _)| risky.is_empty());
         if safe {
@@ -392,11 +434,34 @@ fn fixes(layer: &ConvLayer, engine: EngineKind, isa: Isa) -> Vec<String> {
             );
         }
     }
+    if engine == EngineKind::OnnxRuntime {
+        out.push(if layer.weight.dtype == DType::Uint8 {
+            "Quantize the weights to 7 bits, [0, 127] (onnxruntime.quantization: reduce_range=True): \
+             every pair then stays within int16 (|a0*w0 + a1*w1| <= 2 * 128 * 127 = 32512)."
+                .to_string()
+        } else {
+            "Quantize the weights to 7 bits, [-64, 63] (onnxruntime.quantization: reduce_range=True): \
+             every pair then stays within int16 (|a0*w0 + a1*w1| <= 2 * 255 * 64 = 32640)."
+                .to_string()
+        });
+        if layer.weight.dtype == DType::Int8 && layer.input.dtype == DType::Uint8 {
+            out.push(
+                "Quantize the weights as uint8 (U8U8, weight_type=QuantType.QUInt8): ONNX Runtime's \
+                 u8 x u8 kernels widen to 16 bits and accumulate exactly."
+                    .to_string(),
+            );
+        }
+    }
     if isa != Isa::Avx512Vnni {
         match accumulation_model(layer, engine, Isa::Avx512Vnni) {
             Ok(m) if !m.saturating => out.push(format!(
-                "Run on a CPU with AVX-512-VNNI (Intel Cascade Lake or later, AMD Zen 4 or later): \
+                "Run on a CPU with AVX-512-VNNI (Intel Cascade Lake or later, AMD Zen 4 or later{}): \
                  {engine} takes the {} there, which accumulates exactly.",
+                if engine == EngineKind::OnnxRuntime {
+                    "; ONNX Runtime also accumulates exactly with AVX-VNNI, e.g. Intel Alder Lake"
+                } else {
+                    ""
+                },
                 m.route
             )),
             Ok(m) => out.push(format!(
@@ -413,11 +478,15 @@ fn fixes(layer: &ConvLayer, engine: EngineKind, isa: Isa) -> Vec<String> {
                 .to_string(),
         );
     }
-    out.push(
+    out.push(if pytorch {
         "Use an engine with exact accumulation: PyTorch's qnnpack engine, or qconv's exact engine \
          (`qconv run LAYER --engine exact`)."
-            .to_string(),
-    );
+            .to_string()
+    } else {
+        "Use an engine with exact accumulation: the ONNX reference evaluator, or qconv's exact \
+         engine (`qconv run LAYER --engine exact`)."
+            .to_string()
+    });
     out
 }
 

@@ -115,28 +115,22 @@ fn layer(s: &Small) -> ConvLayer {
 }
 
 /// Tries every input with values in `[lo, lo + width]`, one output element at a time (an
-/// element's taps are distinct input elements, so its own taps can be enumerated alone).
-/// Returns whether any pair saturates and the largest |saturated - exact| accumulator.
-fn brute_force(s: &Small, l: &ConvLayer) -> (bool, i64) {
+/// element's taps are distinct input elements, so its own taps can be enumerated alone), pairing
+/// taps in `order`. Returns whether any pair saturates and the largest |saturated - exact|
+/// accumulator.
+fn brute_force(s: &Small, l: &ConvLayer, order: ReductionOrder) -> (bool, i64) {
     let g = &l.geometry;
     let k_len = g.reduction_len();
     let [_, oc_len, oh_len, ow_len] = g.output_shape();
     let (mut any, mut worst) = (false, 0i64);
     for oc in 0..oc_len {
-        let w = weight_row(g, ReductionOrder::TapMajor, &l.weight.data, oc);
+        let w = weight_row(g, order, &l.weight.data, oc);
         for oh in 0..oh_len {
             for ow in 0..ow_len {
                 // Mark which taps are inside the image: gather a row of markers.
                 let marks: Vec<i32> = (0..(s.c * s.h * s.w) as i32).collect();
                 let mut where_ = vec![-1i32; k_len];
-                gather_row(
-                    g,
-                    ReductionOrder::TapMajor,
-                    &marks,
-                    -1,
-                    [0, 0, oh, ow],
-                    &mut where_,
-                );
+                gather_row(g, order, &marks, -1, [0, 0, oh, ow], &mut where_);
                 let free: Vec<usize> = (0..k_len).filter(|&k| where_[k] >= 0).collect();
                 let choices = (s.width + 1) as usize;
                 let combos = choices.pow(free.len() as u32);
@@ -167,8 +161,56 @@ proptest! {
     fn check_agrees_with_brute_force(s in small()) {
         let l = layer(&s);
         let report = check(&l, EngineKind::Fbgemm, Isa::Avx2, Some((s.lo, s.lo + s.width)), false).unwrap();
-        let (saturates, worst) = brute_force(&s, &l);
+        let (saturates, worst) = brute_force(&s, &l, ReductionOrder::TapMajor);
         // Never "safe" for a layer that can saturate, and never a false alarm.
+        prop_assert_eq!(report.can_saturate(), saturates);
+        let reported = report.channels.iter().map(|c| c.worst_error_acc).max().unwrap();
+        prop_assert_eq!(reported, worst);
+    }
+}
+
+/// The same small layer as an ONNX ConvInteger with int8 activations and uint8 weights, which
+/// ONNX Runtime runs on its u8 x s8 kernel in channel-major pairs.
+fn conv_integer(s: &Small) -> ConvLayer {
+    let mut l = layer(s);
+    let shift = |v: i32| v - 128;
+    l.input.dtype = DType::Int8;
+    l.input.data = l.input.data.iter().map(|&a| shift(a)).collect();
+    l.input.zero_point = shift(l.input.zero_point);
+    l.input.scale = None;
+    l.weight.dtype = DType::Uint8;
+    l.weight.data = l.weight.data.iter().map(|&w| w + 128).collect();
+    l.weight.quant = WeightQuant {
+        scales: None,
+        zero_points: vec![128],
+        per_channel: false,
+    };
+    l.output = OutputQuant {
+        dtype: DType::Int32,
+        scale: None,
+        zero_point: 0,
+        clamp: None,
+    };
+    l
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn onnxruntime_check_agrees_with_brute_force(s in small()) {
+        let l = conv_integer(&s);
+        let shifted = Small { lo: s.lo - 128, zp: s.zp - 128, ..s.clone() };
+        let report = check(
+            &l,
+            EngineKind::OnnxRuntime,
+            Isa::Avx2,
+            Some((shifted.lo, shifted.lo + s.width)),
+            false,
+        )
+        .unwrap();
+        prop_assert_eq!(report.model.order, ReductionOrder::ChannelMajor);
+        let (saturates, worst) = brute_force(&shifted, &l, ReductionOrder::ChannelMajor);
         prop_assert_eq!(report.can_saturate(), saturates);
         let reported = report.channels.iter().map(|c| c.worst_error_acc).max().unwrap();
         prop_assert_eq!(reported, worst);
@@ -256,4 +298,49 @@ fn vnni_and_onednn_routes_are_safe_except_depthwise() {
         r.model.saturating,
         "the depthwise kernel saturates on VNNI too"
     );
+}
+
+#[test]
+fn check_flags_every_onnx_case_where_saturation_changes_onnxruntime() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/golden");
+    let mut saturated_cases = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("onnx-")
+        {
+            continue;
+        }
+        for case in read_cases(&path.to_string_lossy()).unwrap() {
+            let layer = &case.layer;
+            let Ok(out) = run(EngineKind::OnnxRuntime, layer, &RunOptions::default()) else {
+                continue; // ONNX Runtime refuses the layer
+            };
+            let Accumulators::Int32(ort_acc) = &out.accumulators else {
+                unreachable!()
+            };
+            let saturated = ort_acc
+                .iter()
+                .zip(exact::accumulators(layer))
+                .any(|(&o, e)| o as i64 != e);
+            let report = check(layer, EngineKind::OnnxRuntime, Isa::Avx2, None, true).unwrap();
+            if saturated {
+                saturated_cases += 1;
+                assert!(
+                    report.can_saturate(),
+                    "{}: saturates but not flagged",
+                    case.id
+                );
+                assert_eq!(report.saturates_on_input(), Some(true), "{}", case.id);
+            }
+            if !report.model.saturating {
+                assert!(!report.can_saturate() && !saturated, "{}", case.id);
+            }
+        }
+    }
+    eprintln!("{saturated_cases} ONNX cases saturate in ONNX Runtime on their input");
+    assert!(saturated_cases > 50);
 }

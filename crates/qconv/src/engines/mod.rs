@@ -163,6 +163,11 @@ pub fn check_pytorch_layer(engine: &str, layer: &ConvLayer) -> Result<()> {
     pytorch::check_layer(engine, layer).map(|_| ())
 }
 
+/// Checks that the ONNX operators accept `layer`; `engine` names the engine in errors.
+pub fn check_onnx_layer(engine: &str, layer: &ConvLayer) -> Result<()> {
+    onnx::check_onnx_layer(engine, layer)
+}
+
 /// Runs engine `kind` on `layer`.
 pub fn run(kind: EngineKind, layer: &ConvLayer, options: &RunOptions) -> Result<EngineOutput> {
     let isa = options.resolve_isa(layer);
