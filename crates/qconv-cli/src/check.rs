@@ -19,7 +19,7 @@ use crate::report::{describe_layer, isa_origin, parse_engine, parse_isa};
 pub struct Args {
     /// The layer: a TOML layer file, a golden case (.json) or FILE.jsonl[.gz]#ID.
     layer: String,
-    /// Engine to check: fbgemm or x86.
+    /// Engine to check: fbgemm, x86 or onnxruntime.
     #[arg(long, short, default_value = "fbgemm", value_parser = parse_engine)]
     engine: EngineKind,
     /// ISA to model. Default: the ISA the layer records, else this CPU's.
@@ -50,9 +50,9 @@ pub fn main(args: Args) -> Result<ExitCode> {
     let options = RunOptions { isa: args.isa };
     let isa = options.resolve_isa(&loaded.layer);
     let report = check(&loaded.layer, args.engine, isa, range, !args.ignore_input)?;
-    println!("layer   {}", describe_layer(&loaded));
-    println!("isa     {}", isa_origin(&options, &loaded.layer));
-    print!("{}", render(&report));
+    outln!("layer   {}", describe_layer(&loaded));
+    outln!("isa     {}", isa_origin(&options, &loaded.layer));
+    out!("{}", render(&report));
     Ok(if report.can_saturate() {
         ExitCode::FAILURE
     } else {

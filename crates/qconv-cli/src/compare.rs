@@ -77,17 +77,17 @@ pub fn main(args: Args) -> Result<ExitCode> {
         .unwrap_or_else(|| exact::accumulators(layer));
     let real = exact::real_values(layer, &exact_acc)?;
 
-    println!("layer   {}", describe_layer(&loaded));
+    outln!("layer   {}", describe_layer(&loaded));
     if outputs.iter().any(|o| o.engine.depends_on_isa()) {
-        println!("isa     {}", isa_origin(&options, layer));
+        outln!("isa     {}", isa_origin(&options, layer));
     }
-    println!();
+    outln!();
     let labels: Vec<String> = outputs.iter().map(engine_label).collect();
     let label_width = labels.iter().map(String::len).max().unwrap_or(0);
     for (label, out) in labels.iter().zip(&outputs) {
-        println!("  {label:<label_width$}  {}", out.path);
+        outln!("  {label:<label_width$}  {}", out.path);
     }
-    println!();
+    outln!();
 
     let total = layer.output_len();
     let differing: Vec<usize> = (0..total)
@@ -100,7 +100,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         header.push_str(&format!("  {l:>w$}"));
     }
     header.push_str("  exact real value");
-    println!("{header}");
+    outln!("{header}");
     let shown = args.limit.unwrap_or(usize::MAX).min(differing.len());
     for &i in &differing[..shown] {
         let mut line = format!("{:<index_width$}", coords(layer.geometry.output_coords(i)));
@@ -108,28 +108,28 @@ pub fn main(args: Args) -> Result<ExitCode> {
             line.push_str(&format!("  {:>w$}", o.values[i]));
         }
         line.push_str(&format!("  {:>16.6}", real[i]));
-        println!("{line}");
+        outln!("{line}");
     }
     if shown < differing.len() {
-        println!(
+        outln!(
             "... {} more differing elements not shown (--limit)",
             differing.len() - shown
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{} of {total} output elements differ between at least two engines.",
         differing.len()
     );
-    println!();
-    println!("pairwise disagreement:");
+    outln!();
+    outln!("pairwise disagreement:");
     for a in 0..outputs.len() {
         for b in a + 1..outputs.len() {
             let n = differing
                 .iter()
                 .filter(|&&i| outputs[a].values[i] != outputs[b].values[i])
                 .count();
-            println!(
+            outln!(
                 "  {:<w$}  vs  {:<w$}  {n:>8} of {total} ({:.2}%)",
                 labels[a],
                 labels[b],
@@ -166,10 +166,10 @@ pub fn main(args: Args) -> Result<ExitCode> {
         })
         .collect();
     if !recorded.is_empty() {
-        println!();
-        println!("recorded results in the layer:");
+        outln!();
+        outln!("recorded results in the layer:");
         for line in recorded {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -69,7 +69,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
                         } else {
                             case.id.clone()
                         };
-                        println!("{}", describe_failure(&id, &m));
+                        outln!("{}", describe_failure(&id, &m));
                     }
                 }
             }
@@ -77,9 +77,9 @@ pub fn main(args: Args) -> Result<ExitCode> {
     }
     progress.finish();
     if skipped > 0 {
-        println!("{passed} passed, {failed} failed, {skipped} skipped");
+        outln!("{passed} passed, {failed} failed, {skipped} skipped");
     } else {
-        println!("{passed} passed, {failed} failed");
+        outln!("{passed} passed, {failed} failed");
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS

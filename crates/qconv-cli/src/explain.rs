@@ -22,7 +22,8 @@ use crate::report::{describe_layer, isa_origin, parse_engine, parse_isa};
 pub struct Args {
     /// The layer: a TOML layer file, a golden case (.json) or FILE.jsonl[.gz]#ID.
     layer: String,
-    /// The two engines to explain, comma-separated. Default: float-path and fbgemm.
+    /// The two engines to explain, comma-separated. Default: float-path and fbgemm; for layers
+    /// PyTorch refuses (ONNX, TFLite), exact and the first saturating engine that accepts it.
     #[arg(long, value_delimiter = ',', value_parser = parse_engine)]
     engines: Vec<EngineKind>,
     /// ISA to model for ISA-dependent engines. Default: the ISA the layer records, else this
@@ -43,6 +44,22 @@ pub struct Args {
     limit: Option<usize>,
 }
 
+/// float-path and fbgemm when PyTorch takes the layer; else exact and the first ISA-dependent
+/// engine that accepts it.
+fn default_engines(layer: &qconv::ConvLayer, options: &RunOptions) -> Result<Vec<EngineKind>> {
+    let accepts = |e: EngineKind| qconv::engines::run(e, layer, options).is_ok();
+    if accepts(EngineKind::FloatPath) && accepts(EngineKind::Fbgemm) {
+        return Ok(vec![EngineKind::FloatPath, EngineKind::Fbgemm]);
+    }
+    match EngineKind::ALL
+        .into_iter()
+        .find(|&e| e.depends_on_isa() && accepts(e))
+    {
+        Some(e) => Ok(vec![EngineKind::Exact, e]),
+        None => bail!("no saturating engine accepts this layer; name two engines with --engines"),
+    }
+}
+
 pub fn main(args: Args) -> Result<ExitCode> {
     if let Some(path) = &args.html {
         if !path.ends_with(".html") && !path.ends_with(".htm") {
@@ -51,12 +68,12 @@ pub fn main(args: Args) -> Result<ExitCode> {
     }
     let loaded = io::load_layer(&args.layer)?;
     let layer = &loaded.layer;
+    let options = RunOptions { isa: args.isa };
     let engines = match args.engines.as_slice() {
-        [] => vec![EngineKind::FloatPath, EngineKind::Fbgemm],
+        [] => default_engines(layer, &options)?,
         [a, b] if a != b => vec![*a, *b],
         _ => bail!("--engines: name two different engines, e.g. --engines exact,fbgemm"),
     };
-    let options = RunOptions { isa: args.isa };
     let mut progress = Progress::new("explaining");
     let x = explain(layer, &engines, &options, &mut |done, total| {
         progress.update(done, total)
@@ -69,13 +86,13 @@ pub fn main(args: Args) -> Result<ExitCode> {
         eprintln!("wrote {path}");
     }
     if args.format == "json" {
-        println!("{}", explain::to_json_string(&x.to_json()));
+        outln!("{}", explain::to_json_string(&x.to_json()));
     } else {
-        println!("layer   {}", describe_layer(&loaded));
+        outln!("layer   {}", describe_layer(&loaded));
         if engines.iter().any(|e| e.depends_on_isa()) {
-            println!("isa     {}", isa_origin(&options, layer));
+            outln!("isa     {}", isa_origin(&options, layer));
         }
-        print!("{}", explain::text(&x, args.detail, limit));
+        out!("{}", explain::text(&x, args.detail, limit));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,25 @@
 //! The `qconv` command line.
 
+/// `println!` to standard output; a closed pipe (`qconv ... | head`) ends the program quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            crate::stdout_failed(e)
+        }
+    }};
+}
+
+/// `print!` to standard output, like [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout().lock(), $($arg)*) {
+            crate::stdout_failed(e)
+        }
+    }};
+}
+
 mod check;
 mod compare;
 mod conformance;
@@ -39,6 +59,16 @@ enum Command {
 
 /// A failure the user can fix (bad input, a refused layer): exit code 2.
 pub const EXIT_USER_ERROR: u8 = 2;
+
+/// Ends the program after a failed write to standard output: quietly when the reader closed the
+/// pipe (with 141, the status of a process ended by SIGPIPE), else with an error.
+pub fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(EXIT_USER_ERROR as i32)
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

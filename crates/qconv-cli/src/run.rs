@@ -55,13 +55,13 @@ pub fn main(args: Args) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("layer   {}", describe_layer(&loaded));
-    println!("engine  {}", args.engine);
+    outln!("layer   {}", describe_layer(&loaded));
+    outln!("engine  {}", args.engine);
     if args.engine.depends_on_isa() {
-        println!("isa     {}", isa_origin(&options, &loaded.layer));
+        outln!("isa     {}", isa_origin(&options, &loaded.layer));
     }
-    println!("route   {}", out.path);
-    println!();
+    outln!("route   {}", out.path);
+    outln!();
     print_table(&out);
     Ok(ExitCode::SUCCESS)
 }
@@ -80,20 +80,20 @@ fn print_table(out: &EngineOutput) {
     'outer: for n in 0..n_len {
         for c in 0..c_len {
             if printed + plane > PRINT_LIMIT && printed > 0 {
-                println!(
+                outln!(
                     "... {} more values not shown; write them all with --output FILE.csv|.npy|.json",
                     total - printed
                 );
                 break 'outer;
             }
-            println!("{} (n={n}, c={c}, {h_len}x{w_len})", coords([n, c, 0, 0]));
+            outln!("{} (n={n}, c={c}, {h_len}x{w_len})", coords([n, c, 0, 0]));
             let base = (n * c_len + c) * plane;
             for h in 0..h_len {
                 let row: Vec<String> = out.values[base + h * w_len..base + (h + 1) * w_len]
                     .iter()
                     .map(|v| format!("{v:>width$}"))
                     .collect();
-                println!("  {}", row.join(" "));
+                outln!("  {}", row.join(" "));
             }
             printed += plane;
         }
