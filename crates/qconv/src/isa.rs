@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 pub enum Isa {
     /// AVX2 without VNNI.
     Avx2,
+    /// AVX2 with AVX-VNNI and without AVX-512 (Intel Alder Lake and later client CPUs). FBGEMM
+    /// does not use AVX-VNNI; ONNX Runtime does.
+    AvxVnni,
     /// AVX-512 (F, BW, DQ, VL) without VNNI.
     Avx512,
     /// AVX-512 with VNNI (Cascade Lake and later Intel, AMD Zen 4 and later).
@@ -21,20 +24,31 @@ pub enum Isa {
 
 impl Isa {
     /// Every modelled ISA, lowest first.
-    pub const ALL: [Isa; 3] = [Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni];
+    pub const ALL: [Isa; 4] = [Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Avx512Vnni];
 
     /// The canonical name (`avx2`, `avx512`, `avx512-vnni`).
     pub fn name(self) -> &'static str {
         match self {
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avx-vnni",
             Isa::Avx512 => "avx512",
             Isa::Avx512Vnni => "avx512-vnni",
         }
     }
 
-    /// Whether int8 dot products accumulate exactly (`vpdpbusd`).
+    /// Whether the CPU has AVX-512-VNNI (`vpdpbusd` on 512-bit registers).
     pub fn has_avx512_vnni(self) -> bool {
         self == Isa::Avx512Vnni
+    }
+
+    /// Whether the CPU has AVX-512 (F, BW, DQ, VL).
+    pub fn has_avx512(self) -> bool {
+        matches!(self, Isa::Avx512 | Isa::Avx512Vnni)
+    }
+
+    /// Whether the CPU has any VNNI (AVX-VNNI or AVX-512-VNNI).
+    pub fn has_vnni(self) -> bool {
+        matches!(self, Isa::AvxVnni | Isa::Avx512Vnni)
     }
 
     /// The ISA FBGEMM would select on this machine. On CPUs other than x86-64, or x86 CPUs
@@ -51,6 +65,9 @@ impl Isa {
             }
             if avx512 {
                 return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avxvnni") {
+                return Isa::AvxVnni;
             }
         }
         Isa::Avx2
@@ -70,11 +87,12 @@ impl FromStr for Isa {
         let lower = s.to_ascii_lowercase().replace('_', "-");
         match lower.as_str() {
             "avx2" => Ok(Isa::Avx2),
+            "avx-vnni" | "avxvnni" | "avx2-vnni" => Ok(Isa::AvxVnni),
             "avx512" => Ok(Isa::Avx512),
             "avx512-vnni" | "avx512vnni" => Ok(Isa::Avx512Vnni),
             _ => Err(Error::invalid(
                 "isa",
-                format!("unknown ISA `{s}` (expected avx2, avx512 or avx512-vnni)"),
+                format!("unknown ISA `{s}` (expected avx2, avx-vnni, avx512 or avx512-vnni)"),
             )),
         }
     }

@@ -98,9 +98,10 @@ pub fn groupwise_defect(g: &ConvGeometry, path: FbgemmPath, isa: Isa) -> Option<
 }
 
 /// How many groups FBGEMM's groupwise kernel processes together
-/// (`PackWeightMatrixForGConv::numOfGroupsTogether`): 32-byte vectors on AVX2, 64 on AVX-512.
+/// (`PackWeightMatrixForGConv::numOfGroupsTogether`): 32-byte vectors on AVX2 (also with
+/// AVX-VNNI, which FBGEMM does not use), 64 on AVX-512.
 fn groups_together(g: &ConvGeometry, isa: Isa) -> usize {
-    let lanes = if isa == Isa::Avx2 { 32 } else { 64 };
+    let lanes = if isa.has_avx512() { 64 } else { 32 };
     (lanes / g.group_out_channels().max(1) / g.group_in_channels().max(4)).max(1)
 }
 

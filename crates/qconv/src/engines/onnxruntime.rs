@@ -1,9 +1,12 @@
 //! ONNX Runtime's CPU execution provider (MLAS kernels): QLinearConv and ConvInteger.
 //!
 //! QLinearConv picks a route per layer: a depthwise kernel (one input and one output channel per
-//! group), a fused symmetric-weight kernel, or im2col + GEMM. On x86 without VNNI the u8 x s8
-//! kernels add consecutive products of the tap-major reduction order in saturating int16
-//! (`vpmaddubsw`), like FBGEMM; the depthwise kernels widen and are exact. Requantization is
+//! group, one weight zero point), a fused symmetric-weight kernel, or im2col + GEMM per group. On
+//! x86 without VNNI (AVX2, AVX-512 without VNNI) the u8 x s8 GEMM and symmetric kernels add
+//! consecutive products of the tap-major reduction order in saturating int16 (`vpmaddubsw`), like
+//! FBGEMM; the depthwise kernels and the u8 x u8 and s8 x s8 kernels are exact, and so is
+//! everything with AVX-VNNI or AVX-512-VNNI. ConvInteger with int8 input and uint8 weight runs
+//! the u8 x s8 kernel with the weights as the unsigned operand, pairing in channel-major order. Requantization is
 //! float32: the int32 bias is added to the accumulator, the sum converted to float, multiplied by
 //! `f32(f32(x_scale * w_scale) / y_scale)`, clamped in float and rounded to nearest even. See
 //! `docs/numerics/onnxruntime.md`.
@@ -61,8 +64,15 @@ pub fn accumulation(layer: &ConvLayer, isa: Isa) -> Result<OrtAccumulation> {
     let engine = EngineKind::OnnxRuntime.name();
     let g = &layer.geometry;
     let (x, w) = (layer.input.dtype, layer.weight.dtype);
-    let vnni = isa.has_avx512_vnni();
+    let vnni = isa.has_vnni();
     if layer.is_integer_output() {
+        if layer.weight.quant.per_channel && layer.weight.quant.zero_points.len() > 1 {
+            return Err(Error::refused(
+                engine,
+                "ONNX Runtime's ConvInteger takes a per-tensor weight zero point only \
+                 (\"Non per-tensor quantization is not supported now\")",
+            ));
+        }
         // ConvInteger runs an NCHW im2col GEMM with the weights as the A operand. With uint8
         // weights and int8 activations that is MLAS's u8 x s8 kernel: saturating pairs, in the
         // channel-major order of the NCHW im2col.
@@ -81,7 +91,16 @@ pub fn accumulation(layer: &ConvLayer, isa: Isa) -> Result<OrtAccumulation> {
              (NOT_IMPLEMENTED: Could not find an implementation for QLinearConv)",
         ));
     }
-    let depthwise = g.group_in_channels() == 1 && g.group_out_channels() == 1;
+    // The depthwise kernel takes one weight zero point; with differing per-channel zero points
+    // ONNX Runtime 1.32 runs such a layer as one GEMM per group.
+    let uniform_zero_points = layer
+        .weight
+        .quant
+        .zero_points
+        .windows(2)
+        .all(|z| z[0] == z[1]);
+    let depthwise =
+        g.group_in_channels() == 1 && g.group_out_channels() == 1 && uniform_zero_points;
     let path = if depthwise {
         OrtPath::Depthwise
     } else {

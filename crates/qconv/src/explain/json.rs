@@ -46,6 +46,7 @@ fn detail(c: &Cause) -> Value {
             ("sum", Value::from(p.sum)),
             ("saturated", Value::from(p.saturated)),
         ]),
+        Detail::Int32Wrap { unwrapped } => object([("unwrapped", Value::from(*unwrapped))]),
         Detail::Rounding { from, to, evidence } => {
             let mut m = Map::new();
             m.insert("from".into(), Value::from(*from));
@@ -93,7 +94,6 @@ fn detail(c: &Cause) -> Value {
                     ("error_bound_steps", Value::from(*error_bound_steps)),
                 ]),
                 Evidence::Dequantization { tensor } => object([("tensor", Value::from(*tensor))]),
-                Evidence::Wrap => object([]),
                 Evidence::Clamp { range, relu } => object([
                     ("range", ints(&[range.0, range.1])),
                     ("relu", Value::from(*relu)),

@@ -56,7 +56,7 @@ pub enum CauseKind {
     RequantRounding,
     /// The value lies outside the output range (dtype, fused ReLU) and is clamped.
     OutputClamp,
-    /// An int32 output (ConvInteger) wrapped around modulo 2^32.
+    /// The engine's int32 accumulator wrapped around modulo 2^32.
     Int32Wrap,
 }
 
@@ -90,7 +90,7 @@ impl CauseKind {
     /// Whether the cause acts on the rounding step (it then has `acc_delta == 0` and `from` /
     /// `to` in its detail) rather than on the accumulator.
     pub fn is_rounding(self) -> bool {
-        self != CauseKind::PairSaturation
+        !matches!(self, CauseKind::PairSaturation | CauseKind::Int32Wrap)
     }
 }
 
@@ -110,7 +110,7 @@ impl Cause {
     pub fn step(&self) -> Option<(i64, i64)> {
         match &self.detail {
             Detail::Rounding { from, to, .. } => Some((*from, *to)),
-            Detail::PairSaturation(_) => None,
+            Detail::PairSaturation(_) | Detail::Int32Wrap { .. } => None,
         }
     }
 }
@@ -120,6 +120,8 @@ impl Cause {
 pub enum Detail {
     /// The pair, its taps, its exact and its saturated sum.
     PairSaturation(crate::accumulate::SaturatedPair),
+    /// The accumulator before it wrapped around modulo 2^32.
+    Int32Wrap { unwrapped: i64 },
     /// A rounding step from one unclamped integer to another, and why.
     Rounding {
         from: i64,
@@ -160,8 +162,6 @@ pub enum Evidence {
     Dequantization { tensor: &'static str },
     /// The output range.
     Clamp { range: (i32, i32), relu: bool },
-    /// Two's-complement wrap of an int32 output.
-    Wrap,
 }
 
 /// One engine taking part in an explanation.
@@ -478,8 +478,10 @@ fn engine_causes(
     ideal: Option<&ExactRequantizer>,
     i: usize,
     acc: i64,
+    exact_acc: i64,
     causes: &mut Vec<Cause>,
 ) -> Result<()> {
+    let first = causes.len();
     let g = &layer.geometry;
     let coords = g.output_coords(i);
     let oc = coords[1];
@@ -496,20 +498,22 @@ fn engine_causes(
             });
         }
     }
-    // An int32 output is the accumulator plus the int32 bias; the only step left is a wrap.
-    let Some(ideal) = ideal else {
-        let bias = match &layer.bias {
-            Some(Bias::Int32(b)) => b[oc] as i64,
-            _ => 0,
-        };
-        step(
-            causes,
+    // Whatever the causes so far leave unexplained is a wrap of the int32 accumulator.
+    let explained = exact_acc + causes[first..].iter().map(|c| c.acc_delta).sum::<i64>();
+    if acc != explained {
+        debug_assert_eq!((acc - explained).rem_euclid(1 << 32), 0);
+        causes.push(Cause {
             engine,
-            CauseKind::Int32Wrap,
-            acc + bias,
-            output as i64,
-            Evidence::Wrap,
-        );
+            kind: CauseKind::Int32Wrap,
+            acc_delta: acc - explained,
+            detail: Detail::Int32Wrap {
+                unwrapped: explained,
+            },
+        });
+    }
+    // An int32 output is the accumulator itself (ConvInteger takes no bias).
+    let Some(ideal) = ideal else {
+        debug_assert_eq!(acc, output as i64);
         return Ok(());
     };
     let ideal_trace = ideal.trace(acc, oc);
@@ -756,7 +760,16 @@ pub fn explain_outputs(
                 Accumulators::Int32(v) => v[i] as i64,
                 Accumulators::Float(_) => exact,
             };
-            engine_causes(layer, out, tracer, ideal.as_ref(), i, acc, &mut causes)?;
+            engine_causes(
+                layer,
+                out,
+                tracer,
+                ideal.as_ref(),
+                i,
+                acc,
+                exact,
+                &mut causes,
+            )?;
             accs.push(acc);
         }
         elements.push(ElementExplanation {

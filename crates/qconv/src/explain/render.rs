@@ -47,7 +47,7 @@ fn pair_values(c: &Cause) -> (Vec<i64>, Vec<i64>) {
             p.taps.iter().map(|t| t.weight_value as i64).collect(),
             p.taps.iter().map(|t| t.activation as i64).collect(),
         ),
-        Detail::Rounding { .. } => (Vec::new(), Vec::new()),
+        Detail::Rounding { .. } | Detail::Int32Wrap { .. } => (Vec::new(), Vec::new()),
     }
 }
 
@@ -79,17 +79,25 @@ fn narrative(x: &Explanation, el: &ElementExplanation, e: usize) -> String {
         let values: Vec<(Vec<i64>, Vec<i64>)> = pairs.iter().map(|c| pair_values(c)).collect();
         let all_acts: Vec<i64> = values.iter().flat_map(|(_, a)| a.clone()).collect();
         let same_activation = all_acts.windows(2).all(|w| w[0] == w[1]);
-        let weights: Vec<String> = values.iter().map(|(w, _)| tuple(w)).collect();
-        let weights = match weights.len() {
-            1 => weights[0].clone(),
-            2 => format!("{} and {}", weights[0], weights[1]),
-            n => format!("{} and {}", weights[..n - 1].join(", "), weights[n - 1]),
+        const LISTED: usize = 4;
+        let weights: Vec<String> = values.iter().take(LISTED).map(|(w, _)| tuple(w)).collect();
+        let more = values.len().saturating_sub(LISTED);
+        let weights = match (weights.len(), more) {
+            (1, _) => weights[0].clone(),
+            (2, 0) => format!("{} and {}", weights[0], weights[1]),
+            (n, 0) => format!("{} and {}", weights[..n - 1].join(", "), weights[n - 1]),
+            (_, m) => format!("{} and {m} more", weights.join(", ")),
         };
         let times = if same_activation {
             format!("times activation {}", all_acts[0])
         } else {
-            let acts: Vec<String> = values.iter().map(|(_, a)| tuple(a)).collect();
-            format!("times activations {}", acts.join(", "))
+            let acts: Vec<String> = values.iter().take(LISTED).map(|(_, a)| tuple(a)).collect();
+            let tail = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!("times activations {}{tail}", acts.join(", "))
         };
         let n = pairs.len();
         let _ = write!(
@@ -102,6 +110,15 @@ fn narrative(x: &Explanation, el: &ElementExplanation, e: usize) -> String {
             el.exact_acc,
             el.acc[e]
         );
+    }
+    for c in causes.iter().filter(|c| c.kind == CauseKind::Int32Wrap) {
+        if let Detail::Int32Wrap { unwrapped } = &c.detail {
+            let _ = write!(
+                out,
+                " The int32 accumulator wraps around: {unwrapped} becomes {}.",
+                el.acc[e]
+            );
+        }
     }
     for c in causes.iter().filter(|c| c.kind.is_rounding()) {
         let Detail::Rounding { from, to, evidence } = &c.detail else {
@@ -139,7 +156,6 @@ fn narrative(x: &Explanation, el: &ElementExplanation, e: usize) -> String {
             Evidence::Dequantization { tensor } => {
                 format!(" Dequantizing the {tensor} to float32 moves {from} to {to}.")
             }
-            Evidence::Wrap => format!(" {from} wraps around modulo 2^32 to {to}."),
         };
         out.push_str(&sentence);
     }
@@ -149,9 +165,18 @@ fn narrative(x: &Explanation, el: &ElementExplanation, e: usize) -> String {
     out
 }
 
-/// The pair-saturation evidence lines of one engine at one element.
+/// The pair-saturation evidence lines of one engine at one element (the first few).
 fn pair_lines(el: &ElementExplanation, engine: crate::EngineKind, out: &mut String) {
-    for c in el.causes.iter().filter(|c| c.engine == engine) {
+    const SHOWN: usize = 8;
+    let pairs = el
+        .causes
+        .iter()
+        .filter(|c| c.engine == engine && c.kind == CauseKind::PairSaturation)
+        .count();
+    if pairs > SHOWN {
+        let _ = writeln!(out, "      ({pairs} pairs; the first {SHOWN}:)");
+    }
+    for c in el.causes.iter().filter(|c| c.engine == engine).take(SHOWN) {
         let Detail::PairSaturation(p) = &c.detail else {
             continue;
         };
