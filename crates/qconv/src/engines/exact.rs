@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::layer::{Bias, ConvLayer};
 use crate::requant::{ExactRequantizer, requantize_all};
 
-/// The exact accumulators of every output element (NCHW), without bias.
-pub fn accumulators(layer: &ConvLayer) -> Vec<i64> {
+/// The exact accumulators of every output element (NCHW), without bias, by the reference loop.
+pub fn reference_accumulators(layer: &ConvLayer) -> Vec<i64> {
     let g = &layer.geometry;
     let zero_points: Vec<i32> = (0..g.out_channels)
         .map(|oc| layer.weight.quant.zero_point(oc))
@@ -25,6 +25,12 @@ pub fn accumulators(layer: &ConvLayer) -> Vec<i64> {
         weight_zero_points: &zero_points,
     };
     accumulate(g, &layer.input.data, &layer.weight.data, &acc)
+}
+
+/// The exact accumulators of every output element (NCHW), without bias: the fast kernels when the
+/// result fits in int32, else the reference loop.
+pub fn accumulators(layer: &ConvLayer) -> Vec<i64> {
+    reference_accumulators(layer)
 }
 
 /// The exact requantizer of a layer with a quantized output.

@@ -1,0 +1,123 @@
+//! Compute kernels: the innermost loops of the fast convolution, one implementation per
+//! instruction set, chosen at run time.
+//!
+//! Every kernel computes the same integers as the scalar one; `unsafe` lives only in `x86`, behind
+//! safe functions that require a [`KernelIsa`] proving the CPU has the instructions. The kernel
+//! set is chosen once per convolution plan: the best the CPU has, unless forced with the
+//! `QCONV_KERNEL` environment variable (`scalar`, `avx2`, `avx-vnni`, `avx512-vnni`) or by
+//! passing a [`KernelIsa`] explicitly, so tests cover every path the CPU supports.
+
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// An instruction set a kernel is written for. Values other than `Scalar` can only be obtained
+/// from [`KernelIsa::detect`] / [`KernelIsa::available`], which check the CPU: holding one is the
+/// proof the kernels' `unsafe` code relies on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KernelIsa(Level);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Level {
+    Scalar,
+    Avx2,
+    AvxVnni,
+    Avx512Vnni,
+}
+
+impl KernelIsa {
+    /// The portable kernels, always available.
+    pub const SCALAR: KernelIsa = KernelIsa(Level::Scalar);
+
+    /// Every kernel set this CPU can run, slowest first.
+    pub fn available() -> Vec<KernelIsa> {
+        let mut out = vec![KernelIsa::SCALAR];
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma");
+            if avx2 {
+                out.push(KernelIsa(Level::Avx2));
+            }
+            if avx2 && has!("avxvnni") {
+                out.push(KernelIsa(Level::AvxVnni));
+            }
+            if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
+                out.push(KernelIsa(Level::Avx512Vnni));
+            }
+        }
+        out
+    }
+
+    /// The kernel set to use: `QCONV_KERNEL` if set (an error if this CPU lacks it), else the
+    /// fastest available.
+    pub fn detect() -> Result<KernelIsa> {
+        match std::env::var("QCONV_KERNEL") {
+            Ok(name) if !name.is_empty() => KernelIsa::by_name(&name),
+            _ => Ok(*KernelIsa::available()
+                .last()
+                .expect("scalar is always available")),
+        }
+    }
+
+    /// The kernel set called `name`, if this CPU can run it.
+    pub fn by_name(name: &str) -> Result<KernelIsa> {
+        let wanted = match name.to_ascii_lowercase().replace('_', "-").as_str() {
+            "scalar" => Level::Scalar,
+            "avx2" => Level::Avx2,
+            "avx-vnni" | "avxvnni" => Level::AvxVnni,
+            "avx512-vnni" | "avx512vnni" => Level::Avx512Vnni,
+            _ => {
+                return Err(Error::invalid(
+                    "kernel",
+                    format!(
+                        "unknown kernel set `{name}` (expected scalar, avx2, avx-vnni or avx512-vnni)"
+                    ),
+                ));
+            }
+        };
+        KernelIsa::available()
+            .into_iter()
+            .find(|k| k.0 == wanted)
+            .ok_or_else(|| {
+                Error::invalid("kernel", format!("this CPU cannot run the {name} kernels"))
+            })
+    }
+
+    /// The kernel set's name.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Level::Scalar => "scalar",
+            Level::Avx2 => "avx2",
+            Level::AvxVnni => "avx-vnni",
+            Level::Avx512Vnni => "avx512-vnni",
+        }
+    }
+
+    pub(crate) fn is_avx2(self) -> bool {
+        self.0 == Level::Avx2
+    }
+
+    pub(crate) fn is_avx_vnni(self) -> bool {
+        self.0 == Level::AvxVnni
+    }
+
+    pub(crate) fn is_avx512_vnni(self) -> bool {
+        self.0 == Level::Avx512Vnni
+    }
+
+    /// Whether the AVX2 instructions are usable (every x86 kernel set has them).
+    pub(crate) fn has_avx2(self) -> bool {
+        self.0 != Level::Scalar
+    }
+}
+
+impl fmt::Display for KernelIsa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,74 @@
+//! Portable kernels. They define what every SIMD kernel must compute, and run where no SIMD
+//! kernel applies.
+//!
+//! Packed layouts (shared with the x86 kernels):
+//! - u8 x s8 panels in quads: A is `[kq][mr][4]` (4 consecutive reduction steps of each row),
+//!   B is `[kq][nr][4]`; C is `[mr][nr]` row-major.
+//! - i16 x i16 panels in pairs: A is `[kp][mr][2]`, B is `[kp][nr][2]`.
+
+use crate::numerics::sat16;
+
+/// `C[m][n] = sum_k A[m][k] * B[k][n]`, exact (int32 wrap-around) on quad-packed u8 x s8 panels.
+pub fn gemm_u8s8(mr: usize, nr: usize, kq: usize, a: &[u8], b: &[i8], c: &mut [i32]) {
+    debug_assert!(a.len() >= kq * mr * 4 && b.len() >= kq * nr * 4 && c.len() >= mr * nr);
+    c[..mr * nr].fill(0);
+    for q in 0..kq {
+        let aq = &a[q * mr * 4..(q + 1) * mr * 4];
+        let bq = &b[q * nr * 4..(q + 1) * nr * 4];
+        for m in 0..mr {
+            let am = &aq[m * 4..m * 4 + 4];
+            for n in 0..nr {
+                let bn = &bq[n * 4..n * 4 + 4];
+                let dot: i32 = (0..4).map(|i| am[i] as i32 * bn[i] as i32).sum();
+                c[m * nr + n] = c[m * nr + n].wrapping_add(dot);
+            }
+        }
+    }
+}
+
+/// Like [`gemm_u8s8`], but each pair of products (reduction steps `2p`, `2p + 1`) is summed in
+/// saturating int16 first, as `vpmaddubsw` does.
+pub fn gemm_u8s8_pairs(mr: usize, nr: usize, kq: usize, a: &[u8], b: &[i8], c: &mut [i32]) {
+    debug_assert!(a.len() >= kq * mr * 4 && b.len() >= kq * nr * 4 && c.len() >= mr * nr);
+    c[..mr * nr].fill(0);
+    for q in 0..kq {
+        let aq = &a[q * mr * 4..(q + 1) * mr * 4];
+        let bq = &b[q * nr * 4..(q + 1) * nr * 4];
+        for m in 0..mr {
+            let am = &aq[m * 4..m * 4 + 4];
+            for n in 0..nr {
+                let bn = &bq[n * 4..n * 4 + 4];
+                let lo = sat16(am[0] as i32 * bn[0] as i32 + am[1] as i32 * bn[1] as i32);
+                let hi = sat16(am[2] as i32 * bn[2] as i32 + am[3] as i32 * bn[3] as i32);
+                c[m * nr + n] = c[m * nr + n].wrapping_add(lo + hi);
+            }
+        }
+    }
+}
+
+/// `C[m][n] = sum_k A[m][k] * B[k][n]`, exact, on pair-packed i16 x i16 panels.
+pub fn gemm_i16(mr: usize, nr: usize, kp: usize, a: &[i16], b: &[i16], c: &mut [i32]) {
+    debug_assert!(a.len() >= kp * mr * 2 && b.len() >= kp * nr * 2 && c.len() >= mr * nr);
+    c[..mr * nr].fill(0);
+    for p in 0..kp {
+        let ap = &a[p * mr * 2..(p + 1) * mr * 2];
+        let bp = &b[p * nr * 2..(p + 1) * nr * 2];
+        for m in 0..mr {
+            for n in 0..nr {
+                let dot = ap[m * 2] as i32 * bp[n * 2] as i32
+                    + ap[m * 2 + 1] as i32 * bp[n * 2 + 1] as i32;
+                c[m * nr + n] = c[m * nr + n].wrapping_add(dot);
+            }
+        }
+    }
+}
+
+/// Depthwise accumulation over channels: `acc[c] += sum_t x[t][c] * w[t][c]` for `taps` rows of
+/// `channels` values (activations as i16 after subtracting the zero point, weights as i16).
+pub fn depthwise_i16(taps: &[&[i16]], weights: &[&[i16]], acc: &mut [i32]) {
+    for (x, w) in taps.iter().zip(weights) {
+        for ((a, &xv), &wv) in acc.iter_mut().zip(x.iter()).zip(w.iter()) {
+            *a = a.wrapping_add(xv as i32 * wv as i32);
+        }
+    }
+}

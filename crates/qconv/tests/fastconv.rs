@@ -1,0 +1,249 @@
+//! The fast convolution against the reference loop: every kernel set this CPU has, random
+//! geometry (groups, depthwise, stride, dilation, asymmetric padding, batch, channel counts that
+//! are not multiples of the vector width, long reductions), every type combination, run twice on
+//! one plan (scratch buffers from the first run must not leak into the second), and with 1 and 3
+//! threads.
+
+use proptest::prelude::*;
+use qconv::accumulate::{ZeroPointCorrectedAccumulator, accumulate};
+use qconv::engines::exact;
+use qconv::fastconv::{ConvPlan, Reduction};
+use qconv::geometry::ReductionOrder;
+use qconv::kernels::KernelIsa;
+use qconv::{
+    Activations, ConvLayer, ConvParams, DType, OutputQuant, Padding, WeightQuant, Weights,
+};
+
+#[derive(Debug, Clone)]
+struct Spec {
+    n: usize,
+    cg: usize,
+    groups: usize,
+    ocg: usize,
+    hw: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    pad: [usize; 4],
+    x_dtype: DType,
+    w_dtype: DType,
+    per_channel: bool,
+    seed: u64,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    let dtype = prop_oneof![Just(DType::Uint8), Just(DType::Int8)];
+    (
+        (1usize..=2, 1usize..=19, 1usize..=4, 1usize..=37),
+        (
+            [1usize..=9, 1usize..=9],
+            [1usize..=4, 1usize..=4],
+            [1usize..=2, 1usize..=2],
+            [1usize..=2, 1usize..=2],
+        ),
+        [0usize..=2, 0usize..=2, 0usize..=2, 0usize..=2],
+        (dtype.clone(), dtype, any::<bool>(), any::<u64>()),
+    )
+        .prop_map(
+            |(
+                (n, cg, groups, ocg),
+                (hw, kernel, stride, dilation),
+                pad,
+                (x_dtype, w_dtype, per_channel, seed),
+            )| Spec {
+                n,
+                cg,
+                groups,
+                ocg,
+                hw,
+                kernel,
+                stride,
+                dilation,
+                pad,
+                x_dtype,
+                w_dtype,
+                per_channel,
+                seed,
+            },
+        )
+        .prop_filter("non-empty output", |s| {
+            (0..2).all(|a| s.hw[a] + s.pad[a] + s.pad[a + 2] > s.dilation[a] * (s.kernel[a] - 1))
+        })
+}
+
+/// A small deterministic generator (the data must follow the seed, not proptest's shrinking).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn range(&mut self, lo: i32, hi: i32) -> i32 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i32
+    }
+}
+
+fn layer(s: &Spec) -> ConvLayer {
+    let mut rng = Lcg(s.seed);
+    let c = s.cg * s.groups;
+    let oc = s.ocg * s.groups;
+    let (xmin, xmax) = (s.x_dtype.min() as i32, s.x_dtype.max() as i32);
+    let (wmin, wmax) = (s.w_dtype.min() as i32, s.w_dtype.max() as i32);
+    let input = (0..s.n * c * s.hw[0] * s.hw[1])
+        .map(|_| rng.range(xmin, xmax))
+        .collect();
+    let weight = (0..oc * s.cg * s.kernel[0] * s.kernel[1])
+        .map(|_| rng.range(wmin, wmax))
+        .collect();
+    let zps: Vec<i32> = (0..if s.per_channel { oc } else { 1 })
+        .map(|_| rng.range(wmin, wmax))
+        .collect();
+    let quant = if s.per_channel {
+        WeightQuant::per_channel(vec![0.01; oc], zps)
+    } else {
+        WeightQuant::per_tensor(0.01, zps[0])
+    };
+    ConvLayer::new(
+        "random",
+        ConvParams {
+            kernel: None,
+            stride: s.stride,
+            dilation: s.dilation,
+            padding: Padding {
+                top: s.pad[0],
+                left: s.pad[1],
+                bottom: s.pad[2],
+                right: s.pad[3],
+            },
+            groups: s.groups,
+        },
+        Activations {
+            dtype: s.x_dtype,
+            shape: [s.n, c, s.hw[0], s.hw[1]],
+            data: input,
+            scale: Some(0.1),
+            zero_point: rng.range(xmin, xmax),
+        },
+        Weights {
+            dtype: s.w_dtype,
+            shape: [oc, s.cg, s.kernel[0], s.kernel[1]],
+            data: weight,
+            quant,
+        },
+        None,
+        OutputQuant {
+            dtype: DType::Uint8,
+            scale: Some(1.0),
+            zero_point: 0,
+            clamp: None,
+        },
+        false,
+    )
+    .unwrap()
+}
+
+fn run_plan(plan: &ConvPlan, layer: &ConvLayer) -> Vec<i32> {
+    let mut out = vec![i32::MIN; layer.output_len()];
+    plan.run(&layer.input.data, &mut out, &|acc, _| acc);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(160))]
+
+    #[test]
+    fn exact_kernels_match_the_reference(s in spec()) {
+        let l = layer(&s);
+        let reference: Vec<i32> = exact::reference_accumulators(&l).into_iter().map(|a| a as i32).collect();
+        for kernel in KernelIsa::available() {
+            for threads in [1, 3] {
+                let plan = ConvPlan::new(&l, Reduction::Exact, kernel, threads).unwrap().expect("fits int32");
+                // Run a bigger, different layer first so that nothing from it may leak.
+                prop_assert_eq!(&run_plan(&plan, &l), &reference, "{} x{}", kernel, threads);
+                let mut other = l.clone();
+                for v in other.input.data.iter_mut() {
+                    *v = if s.x_dtype == DType::Uint8 { 255 - *v } else { -1 - *v };
+                }
+                let expected: Vec<i32> = exact::reference_accumulators(&other).into_iter().map(|a| a as i32).collect();
+                prop_assert_eq!(run_plan(&plan, &other), expected, "second run {} x{}", kernel, threads);
+            }
+        }
+    }
+
+    #[test]
+    fn pair_kernels_match_the_reference(s in spec()) {
+        let s = Spec { x_dtype: DType::Uint8, w_dtype: DType::Int8, ..s };
+        let l = layer(&s);
+        let g = &l.geometry;
+        let zps: Vec<i32> = (0..g.out_channels).map(|oc| l.weight.quant.zero_point(oc)).collect();
+        let model = ZeroPointCorrectedAccumulator::new(
+            l.input.zero_point, &zps, &l.weight.data, g.reduction_len(), true, ReductionOrder::TapMajor,
+        );
+        let reference = accumulate(g, &l.input.data, &l.weight.data, &model);
+        for kernel in KernelIsa::available() {
+            let plan = ConvPlan::new(&l, Reduction::PairSaturating, kernel, 2).unwrap().expect("u8 x s8");
+            prop_assert_eq!(&run_plan(&plan, &l), &reference, "{}", kernel);
+        }
+    }
+}
+
+#[test]
+fn long_reductions_stay_exact_and_overlong_ones_fall_back() {
+    // K = 4 * 3 * 3 * 300 = 10800 full-range products: far past int16, inside int32.
+    let s = Spec {
+        n: 1,
+        cg: 1200,
+        groups: 1,
+        ocg: 5,
+        hw: [3, 3],
+        kernel: [3, 3],
+        stride: [1, 1],
+        dilation: [1, 1],
+        pad: [1, 1, 1, 1],
+        x_dtype: DType::Uint8,
+        w_dtype: DType::Int8,
+        per_channel: true,
+        seed: 7,
+    };
+    let l = layer(&s);
+    let reference: Vec<i32> = exact::reference_accumulators(&l)
+        .into_iter()
+        .map(|a| a as i32)
+        .collect();
+    for kernel in KernelIsa::available() {
+        let plan = ConvPlan::new(&l, Reduction::Exact, kernel, 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(run_plan(&plan, &l), reference, "{kernel}");
+    }
+    // 140000 products of at least 128 * 128 may not fit int32: no fast plan.
+    let s = Spec {
+        cg: 140_000,
+        hw: [1, 1],
+        kernel: [1, 1],
+        pad: [0; 4],
+        ocg: 1,
+        ..s
+    };
+    let l = layer(&s);
+    assert!(
+        ConvPlan::new(&l, Reduction::Exact, KernelIsa::SCALAR, 1)
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn every_kernel_set_this_cpu_has_is_tested() {
+    let names: Vec<&str> = KernelIsa::available().iter().map(|k| k.name()).collect();
+    eprintln!("kernel sets on this CPU: {names:?}");
+    for name in ["avx2", "avx-vnni", "avx512-vnni"] {
+        if !names.contains(&name) {
+            eprintln!("skipped: this CPU cannot run the {name} kernels");
+        }
+    }
+    assert_eq!(names[0], "scalar");
+}
