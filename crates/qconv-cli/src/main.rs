@@ -20,6 +20,7 @@ macro_rules! out {
     }};
 }
 
+mod bench;
 mod check;
 mod compare;
 mod conformance;
@@ -55,6 +56,8 @@ enum Command {
     Check(check::Args),
     /// Check an engine model against golden case files, bit for bit.
     Conformance(conformance::Args),
+    /// Time engines on the standard layer suite (ms and GOPS).
+    Bench(bench::Args),
 }
 
 /// A failure the user can fix (bad input, a refused layer): exit code 2.
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::main(args),
         Command::Check(args) => check::main(args),
         Command::Conformance(args) => conformance::main(args),
+        Command::Bench(args) => bench::main(args),
     };
     match result {
         Ok(code) => code,

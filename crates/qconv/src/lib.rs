@@ -7,6 +7,7 @@
 //! [`engines`] (one small module per engine), and [`io`] (layer files, golden cases, npy, csv).
 
 pub mod accumulate;
+pub mod bench;
 pub mod check;
 pub mod conformance;
 pub mod dtype;

@@ -147,7 +147,7 @@ fn layer(s: &Spec) -> ConvLayer {
 
 fn run_plan(plan: &ConvPlan, layer: &ConvLayer) -> Vec<i32> {
     let mut out = vec![i32::MIN; layer.output_len()];
-    plan.run(&layer.input.data, &mut out, &|acc, _| acc);
+    plan.run(&layer.input.data, &mut out, &qconv::fastconv::output::Accumulators);
     out
 }
 

@@ -3,7 +3,7 @@
 //! each output pixel sums its taps two at a time with `vpmaddwd` / `vpdpwssd` (or the scalar
 //! loop), exactly.
 
-use super::{Task, split_output};
+use super::{OutputStage, Task, split_output};
 use crate::geometry::ConvGeometry;
 use crate::kernels::KernelIsa;
 use crate::layer::ConvLayer;
@@ -73,27 +73,30 @@ impl DepthwisePlan {
         }
     }
 
-    pub(super) fn run<I, T, F>(
+    pub(super) fn run<I, S>(
         &self,
         g: &ConvGeometry,
         pool: Option<&rayon::ThreadPool>,
         input: &[I],
-        out: &mut [T],
-        store: &F,
+        out: &mut [S::Out],
+        stage: &S,
     ) where
         I: Copy + Into<i32> + Sync,
-        T: Send,
-        F: Fn(i32, usize) -> T + Sync,
+        S: OutputStage,
     {
         let [n_len, c_len, h, w] = g.input_shape();
-        let cp = self.padded;
-        let mut nhwc = vec![0i16; n_len * h * w * cp];
+        let (cp, plane) = (self.padded, h * w);
+        let zp = self.input_zero_point;
+        let mut nhwc = vec![0i16; n_len * plane * cp];
+        const BLOCK: usize = 64;
         for n in 0..n_len {
-            for c in 0..c_len {
-                for y in 0..h {
-                    for x in 0..w {
-                        let v: i32 = input[((n * c_len + c) * h + y) * w + x].into();
-                        nhwc[((n * h + y) * w + x) * cp + c] = (v - self.input_zero_point) as i16;
+            let src = &input[n * c_len * plane..(n + 1) * c_len * plane];
+            let dst = &mut nhwc[n * plane * cp..(n + 1) * plane * cp];
+            for p0 in (0..plane).step_by(BLOCK) {
+                let p1 = (p0 + BLOCK).min(plane);
+                for c in 0..c_len {
+                    for (i, &v) in src[c * plane + p0..c * plane + p1].iter().enumerate() {
+                        dst[(p0 + i) * cp + c] = (v.into() - zp) as i16;
                     }
                 }
             }
@@ -112,7 +115,7 @@ impl DepthwisePlan {
             oh_len * ow_len,
             rows_per_task * ow_len,
         );
-        let work = |task: &mut Task<T>| self.run_task(g, &nhwc, task, store);
+        let work = |task: &mut Task<S::Out>| self.run_task(g, &nhwc, task, stage);
         match pool {
             Some(pool) => pool.install(|| {
                 use rayon::prelude::*;
@@ -122,14 +125,12 @@ impl DepthwisePlan {
         }
     }
 
-    fn run_task<T, F>(&self, g: &ConvGeometry, nhwc: &[i16], task: &mut Task<T>, store: &F)
-    where
-        F: Fn(i32, usize) -> T,
-    {
+    fn run_task<S: OutputStage>(&self, g: &ConvGeometry, nhwc: &[i16], task: &mut Task<S::Out>, stage: &S) {
         let cp = self.padded;
         let ow_len = g.out_w();
         let zeros = vec![0i16; cp];
         let mut row_acc = vec![0i32; ow_len * cp];
+        let mut values = vec![S::Out::default(); ow_len * self.channels];
         let mut pixel = vec![0i32; cp];
         let even_taps = self.taps + self.taps % 2;
         let mut rows: Vec<&[i16]> = Vec::with_capacity(even_taps);
@@ -166,11 +167,15 @@ impl DepthwisePlan {
                     }
                 }
             }
+            let cl = self.channels;
+            for ow in 0..ow_len {
+                stage.row(&row_acc[ow * cp..ow * cp + cl], 0, &mut values[ow * cl..(ow + 1) * cl]);
+            }
             let p = oh * ow_len - task.p0;
-            for c in 0..self.channels {
+            for c in 0..cl {
                 let out = &mut task.channels[c][p..p + ow_len];
                 for (ow, slot) in out.iter_mut().enumerate() {
-                    *slot = store(row_acc[ow * cp + c], c);
+                    *slot = values[ow * cl + c];
                 }
             }
         }

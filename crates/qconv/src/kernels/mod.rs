@@ -46,7 +46,8 @@ impl KernelIsa {
             if avx2 && has!("avxvnni") {
                 out.push(KernelIsa(Level::AvxVnni));
             }
-            if has!("avx512f") && has!("avx512bw") && has!("avx512vnni") {
+            let avx512 = has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
+            if avx2 && avx512 && has!("avx512vnni") {
                 out.push(KernelIsa(Level::Avx512Vnni));
             }
         }
@@ -98,10 +99,6 @@ impl KernelIsa {
         }
     }
 
-    pub(crate) fn is_avx2(self) -> bool {
-        self.0 == Level::Avx2
-    }
-
     pub(crate) fn is_avx_vnni(self) -> bool {
         self.0 == Level::AvxVnni
     }
@@ -113,6 +110,28 @@ impl KernelIsa {
     /// Whether the AVX2 instructions are usable (every x86 kernel set has them).
     pub(crate) fn has_avx2(self) -> bool {
         self.0 != Level::Scalar
+    }
+}
+
+/// Work to run compiled for a kernel set's vector extensions (see [`with_isa`]).
+pub trait VectorTask {
+    type Output;
+    /// Runs the task. Implementations should be `#[inline(always)]`, as should what they call
+    /// on their hot path, so that it is compiled inside the feature-enabled function.
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `task` compiled for `isa`'s vector extensions; the scalar set runs it as it is.
+#[inline(always)]
+pub fn with_isa<T: VectorTask>(isa: KernelIsa, task: T) -> T::Output {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::with_isa(isa, task)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = isa;
+        task.run()
     }
 }
 

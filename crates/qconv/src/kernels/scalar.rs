@@ -46,6 +46,71 @@ pub fn gemm_u8s8_pairs(mr: usize, nr: usize, kq: usize, a: &[u8], b: &[i8], c: &
     }
 }
 
+/// Indirect u8 x s8 tile product: row `m` of A is the concatenation over taps `t` of
+/// `a[offsets[t * mr + m] ..][.. quads * 4]`; B is quad-packed `[taps * quads][nr][4]`. Exact
+/// (int32 wrap-around), or with int16 pair saturation when `pairs`.
+#[allow(clippy::too_many_arguments)]
+pub fn igemm_u8s8(
+    mr: usize,
+    nr: usize,
+    taps: usize,
+    quads: usize,
+    a: &[u8],
+    offsets: &[usize],
+    b: &[i8],
+    c: &mut [i32],
+    pairs: bool,
+) {
+    c[..mr * nr].fill(0);
+    for t in 0..taps {
+        for q in 0..quads {
+            let bq = &b[(t * quads + q) * nr * 4..][..nr * 4];
+            for m in 0..mr {
+                let at = offsets[t * mr + m] + q * 4;
+                let am = &a[at..at + 4];
+                for n in 0..nr {
+                    let bn = &bq[n * 4..n * 4 + 4];
+                    let p = |i: usize| am[i] as i32 * bn[i] as i32;
+                    let dot = if pairs {
+                        sat16(p(0) + p(1)) + sat16(p(2) + p(3))
+                    } else {
+                        p(0) + p(1) + p(2) + p(3)
+                    };
+                    c[m * nr + n] = c[m * nr + n].wrapping_add(dot);
+                }
+            }
+        }
+    }
+}
+
+/// Indirect i16 x i16 tile product: like [`igemm_u8s8`] with pairs of i16 values, exact.
+#[allow(clippy::too_many_arguments)]
+pub fn igemm_i16(
+    mr: usize,
+    nr: usize,
+    taps: usize,
+    pairs: usize,
+    a: &[i16],
+    offsets: &[usize],
+    b: &[i16],
+    c: &mut [i32],
+) {
+    c[..mr * nr].fill(0);
+    for t in 0..taps {
+        for p in 0..pairs {
+            let bp = &b[(t * pairs + p) * nr * 2..][..nr * 2];
+            for m in 0..mr {
+                let at = offsets[t * mr + m] + p * 2;
+                let (a0, a1) = (a[at] as i32, a[at + 1] as i32);
+                for n in 0..nr {
+                    let dot = a0 * bp[n * 2] as i32 + a1 * bp[n * 2 + 1] as i32;
+                    c[m * nr + n] = c[m * nr + n].wrapping_add(dot);
+                }
+            }
+        }
+    }
+}
+
 /// `C[m][n] = sum_k A[m][k] * B[k][n]`, exact, on pair-packed i16 x i16 panels.
 pub fn gemm_i16(mr: usize, nr: usize, kp: usize, a: &[i16], b: &[i16], c: &mut [i32]) {
     debug_assert!(a.len() >= kp * mr * 2 && b.len() >= kp * nr * 2 && c.len() >= mr * nr);

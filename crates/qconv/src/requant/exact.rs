@@ -32,6 +32,9 @@ struct ChannelRatio {
     small: Option<(i128, i128, i128)>,
     /// int32 bias added to the accumulator before scaling.
     int_bias: i64,
+    /// `a / d` and `b / d` as floats: the fast first estimate, trusted only away from ties.
+    scale: f64,
+    offset: f64,
 }
 
 impl ChannelRatio {
@@ -69,17 +72,43 @@ impl ChannelRatio {
                 i128::try_from(&d).expect("fits"),
             )
         });
+        let scale = ratio_to_f64(&a, &d);
+        let offset = ratio_to_f64(&b, &d);
         ChannelRatio {
             a,
             b,
             d,
             small,
             int_bias,
+            scale,
+            offset,
         }
     }
 
     /// `round_half_even((acc * a + b) / d)`, saturated into `[lo, hi]`.
+    #[inline]
     fn round_clamped(&self, acc: i64, lo: i64, hi: i64) -> i64 {
+        // A float estimate decides unless it lies within its error bound of a tie (or beyond the
+        // range where f64 holds integers exactly); the bound is far above the few ulps the
+        // estimate can be off by, and ties need the exact arithmetic below anyway.
+        let x = (acc as i128 + self.int_bias as i128) as f64;
+        let v = x * self.scale + self.offset;
+        let margin = ((x * self.scale).abs() + self.offset.abs() + 1.0) * (1.0 / (1u64 << 40) as f64);
+        let r = v.round();
+        if v.abs() < (1u64 << 50) as f64 && (v - r).abs() < 0.5 - margin {
+            return (r as i64).clamp(lo, hi);
+        }
+        if v - margin > hi as f64 + 1.0 {
+            return hi;
+        }
+        if v + margin < lo as f64 - 1.0 {
+            return lo;
+        }
+        self.round_clamped_exact(acc, lo, hi)
+    }
+
+    /// [`Self::round_clamped`] in exact integer arithmetic.
+    fn round_clamped_exact(&self, acc: i64, lo: i64, hi: i64) -> i64 {
         let acc = acc as i128 + self.int_bias as i128;
         if let Some((a, b, d)) = self.small {
             if let Some(n) = acc.checked_mul(a).and_then(|n| n.checked_add(b)) {
@@ -130,6 +159,10 @@ pub struct ExactRequantizer {
     zero_point: i64,
     lo: i64,
     hi: i64,
+    /// Per channel, for [`ExactRequantizer::requantize_row`]: the float estimate's constants.
+    int_bias: Vec<f64>,
+    scale: Vec<f64>,
+    offset: Vec<f64>,
 }
 
 impl ExactRequantizer {
@@ -144,7 +177,7 @@ impl ExactRequantizer {
         zero_point: i32,
         range: (i32, i32),
     ) -> Self {
-        let channels = (0..out_channels)
+        let channels: Vec<ChannelRatio> = (0..out_channels)
             .map(|oc| {
                 let (fb, ib) = match bias {
                     Some(Bias::Float32(v)) => (v[oc], 0),
@@ -155,10 +188,55 @@ impl ExactRequantizer {
             })
             .collect();
         ExactRequantizer {
+            int_bias: channels.iter().map(|c: &ChannelRatio| c.int_bias as f64).collect(),
+            scale: channels.iter().map(|c| c.scale).collect(),
+            offset: channels.iter().map(|c| c.offset).collect(),
             channels,
             zero_point: zero_point as i64,
             lo: range.0 as i64,
             hi: range.1 as i64,
+        }
+    }
+
+    /// Requantizes the int32 accumulators of channels `oc0 ..` (one output pixel) into `out`:
+    /// the float estimate for every element in one straight pass, then exact arithmetic for the
+    /// few that lie near a tie. The same integers as [`Requantizer::requantize`].
+    #[inline(always)]
+    pub fn requantize_row(&self, accs: &[i32], oc0: usize, out: &mut [i32]) {
+        const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to integer
+        const EPS: f64 = 1.0 / (1u64 << 40) as f64;
+        const LIMIT: f64 = (1u64 << 50) as f64;
+        let n = accs.len().min(out.len()).min(64);
+        let zp = self.zero_point;
+        let (lo, hi) = ((self.lo - zp) as f64, (self.hi - zp) as f64);
+        let (ib, sc, of) = (
+            &self.int_bias[oc0..oc0 + n],
+            &self.scale[oc0..oc0 + n],
+            &self.offset[oc0..oc0 + n],
+        );
+        let mut unsure = [false; 64];
+        let mut any_unsure = false;
+        let (zp32, lo32, hi32) = (zp as i32, lo as i32, hi as i32);
+        for i in 0..n {
+            let x = accs[i] as f64 + ib[i];
+            let p = x * sc[i];
+            let v = p + of[i];
+            let t = v + MAGIC;
+            let r = t - MAGIC;
+            let margin = (p.abs() + of[i].abs() + 1.0) * EPS;
+            unsure[i] = !((v - r).abs() < 0.5 - margin && v.abs() < LIMIT);
+            any_unsure |= unsure[i];
+            // The low 32 bits of `t` hold the rounded integer (two's complement) while
+            // |v| < 2^51; elements outside that range are unsure and redone below.
+            let q = t.to_bits() as u32 as i32;
+            out[i] = q.clamp(lo32, hi32) + zp32;
+        }
+        if any_unsure {
+            for i in 0..n {
+                if unsure[i] {
+                    out[i] = self.requantize(accs[i] as i64, oc0 + i);
+                }
+            }
         }
     }
 
@@ -251,6 +329,37 @@ mod tests {
         assert_eq!(r.requantize(1, 0), 1);
         let r = requantizer(1.0, 1.0, 2.0, Some(Bias::Float32(vec![-1e-30])));
         assert_eq!(r.requantize(1, 0), 0);
+    }
+
+    #[test]
+    fn the_float_estimate_agrees_with_exact_arithmetic() {
+        // Scales that put many accumulators on or next to ties.
+        for (si, sw, so) in [(0.5, 1.0, 1.0), (0.1, 0.3, 0.7), (1.0 / 3.0, 3.0, 2.0), (1e-3, 2.5e-3, 1e-5)] {
+            for bias in [None, Some(Bias::Float32(vec![0.25])), Some(Bias::Int32(vec![7]))] {
+                let r = ExactRequantizer::new(si, |_| sw, so, bias.as_ref(), 1, 3, (i32::MIN, i32::MAX));
+                let ch = &r.channels[0];
+                for acc in (-20_000i64..20_000).chain([1 << 40, -(1 << 40), i32::MAX as i64]) {
+                    let (lo, hi) = (-(1i64 << 45), 1i64 << 45);
+                    assert_eq!(ch.round_clamped(acc, lo, hi), ch.round_clamped_exact(acc, lo, hi), "{acc}");
+                    assert_eq!(ch.round_clamped(acc, -3, 250), ch.round_clamped_exact(acc, -3, 250), "{acc}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_agree_with_elements() {
+        let scales: Vec<f64> = (0..40).map(|i| 0.001 + 0.0003 * i as f64).collect();
+        let bias = Bias::Float32((0..40).map(|i| i as f32 * 0.37 - 5.0).collect());
+        let r = ExactRequantizer::new(0.02, |oc| scales[oc], 0.05, Some(&bias), 40, 7, (0, 255));
+        let accs: Vec<i32> = (0..40).map(|i| i * 977 - 15000).collect();
+        for start in [0, 3] {
+            let mut out = vec![0; 40 - start];
+            r.requantize_row(&accs[start..], start, &mut out);
+            for (i, &o) in out.iter().enumerate() {
+                assert_eq!(o, r.requantize(accs[start + i] as i64, start + i));
+            }
+        }
     }
 
     #[test]

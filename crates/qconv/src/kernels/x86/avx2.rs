@@ -78,3 +78,92 @@ unsafe fn gemm_u8s8_pairs_body(kq: usize, a: *const u8, b: *const i8, c: *mut i3
         }
     }
 }
+
+/// Indirect u8 x s8 with int16 pair saturation (`vpmaddubsw`, `vpmaddwd` with ones, `vpaddd`):
+/// for each tap, row `m` reads `a + offsets[t * MR + m]`.
+///
+/// # Safety
+/// The CPU must support AVX2. For every tap `t` and row `m`, `a + offsets[t * MR + m]` must be
+/// valid for `quads * 4` bytes; `offsets` must hold `taps * MR` values, `b`
+/// `taps * quads * NR * 4` bytes, `c` `MR * NR` values.
+#[target_feature(enable = "avx2")]
+pub unsafe fn igemm_u8s8_pairs(
+    taps: usize,
+    quads: usize,
+    a: *const u8,
+    offsets: *const usize,
+    b: *const i8,
+    c: *mut i32,
+) {
+    // SAFETY (whole body): every read is inside the extents listed in the contract above.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+        for t in 0..taps {
+            let mut rows = [a; MR];
+            for (m, row) in rows.iter_mut().enumerate() {
+                *row = a.add(*offsets.add(t * MR + m));
+            }
+            let bt = b.add(t * quads * NR * 4) as *const __m256i;
+            for q in 0..quads {
+                let b0 = _mm256_loadu_si256(bt.add(2 * q));
+                let b1 = _mm256_loadu_si256(bt.add(2 * q + 1));
+                for (m, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_set1_epi32((rows[m].add(q * 4) as *const i32).read_unaligned());
+                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones);
+                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones);
+                    row[0] = _mm256_add_epi32(row[0], p0);
+                    row[1] = _mm256_add_epi32(row[1], p1);
+                }
+            }
+        }
+        for (m, row) in acc.iter().enumerate() {
+            let out = c.add(m * NR) as *mut __m256i;
+            _mm256_storeu_si256(out, row[0]);
+            _mm256_storeu_si256(out.add(1), row[1]);
+        }
+    }
+}
+
+/// Indirect exact i16 x i16 (`vpmaddwd`): for each tap, row `m` reads `a + offsets[t * MR + m]`
+/// (offsets in i16 elements).
+///
+/// # Safety
+/// The CPU must support AVX2. For every tap `t` and row `m`, `a + offsets[t * MR + m]` must be
+/// valid for `pairs * 2` values; `offsets` must hold `taps * MR` values, `b`
+/// `taps * pairs * NR * 2` values, `c` `MR * NR` values.
+#[target_feature(enable = "avx2")]
+pub unsafe fn igemm_i16(
+    taps: usize,
+    pairs: usize,
+    a: *const i16,
+    offsets: *const usize,
+    b: *const i16,
+    c: *mut i32,
+) {
+    // SAFETY (whole body): every read is inside the extents listed in the contract above.
+    unsafe {
+        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+        for t in 0..taps {
+            let mut rows = [a; MR];
+            for (m, row) in rows.iter_mut().enumerate() {
+                *row = a.add(*offsets.add(t * MR + m));
+            }
+            let bt = b.add(t * pairs * NR * 2) as *const __m256i;
+            for p in 0..pairs {
+                let b0 = _mm256_loadu_si256(bt.add(2 * p));
+                let b1 = _mm256_loadu_si256(bt.add(2 * p + 1));
+                for (m, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_set1_epi32((rows[m].add(p * 2) as *const i32).read_unaligned());
+                    row[0] = _mm256_add_epi32(row[0], _mm256_madd_epi16(av, b0));
+                    row[1] = _mm256_add_epi32(row[1], _mm256_madd_epi16(av, b1));
+                }
+            }
+        }
+        for (m, row) in acc.iter().enumerate() {
+            let out = c.add(m * NR) as *mut __m256i;
+            _mm256_storeu_si256(out, row[0]);
+            _mm256_storeu_si256(out.add(1), row[1]);
+        }
+    }
+}

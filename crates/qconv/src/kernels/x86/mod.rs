@@ -89,3 +89,85 @@ pub fn depthwise_pixel(isa: KernelIsa, rows: &[&[i16]], w: &[i16], cp: usize, ac
         unsafe { depthwise::pixel_avx2(rows, w, cp, acc) }
     }
 }
+
+/// Register tile `(mr, nr)` of `isa`'s indirect kernel for `family`: u8 x s8 exact (VNNI sets
+/// only), u8 x s8 pairs, or i16 (AVX2 sets).
+pub fn indirect_tile(isa: KernelIsa, u8s8_exact: bool) -> Option<(usize, usize)> {
+    if u8s8_exact {
+        if isa.is_avx512_vnni() {
+            Some((avx512vnni::IMR, avx512vnni::INR))
+        } else if isa.is_avx_vnni() {
+            Some((avxvnni::IMR, avxvnni::INR))
+        } else {
+            None
+        }
+    } else if isa.has_avx2() {
+        Some((avx2::MR, avx2::NR))
+    } else {
+        None
+    }
+}
+
+/// Checks the extents an indirect kernel reads: every row start plus `span` values inside `a`.
+fn check_indirect(mr: usize, nr: usize, taps: usize, steps: usize, width: usize, a: usize, offsets: &[usize], b: usize, c: usize) {
+    assert!(offsets.len() >= taps * mr, "offsets too short");
+    let span = steps * width;
+    assert!(offsets[..taps * mr].iter().all(|&o| o + span <= a), "row outside A");
+    assert!(b >= taps * steps * nr * width, "B panel too short");
+    assert!(c >= mr * nr, "C tile too short");
+}
+
+/// Indirect u8 x s8 tile product (see [`super::scalar::igemm_u8s8`]): exact with `isa`'s VNNI
+/// kernel, or with int16 pair saturation on AVX2 when `pairs`. Panics if `isa` has no such
+/// kernel or an extent is wrong.
+#[allow(clippy::too_many_arguments)]
+pub fn igemm_u8s8(isa: KernelIsa, pairs: bool, taps: usize, quads: usize, a: &[u8], offsets: &[usize], b: &[i8], c: &mut [i32]) {
+    let (mr, nr) = indirect_tile(isa, !pairs).expect("an indirect kernel for this kernel set");
+    check_indirect(mr, nr, taps, quads, 4, a.len(), offsets, b.len(), c.len());
+    let (a, o, b, c) = (a.as_ptr(), offsets.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    if pairs {
+        // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
+        unsafe { avx2::igemm_u8s8_pairs(taps, quads, a, o, b, c) }
+    } else if isa.is_avx512_vnni() {
+        // SAFETY: AVX-512 F/BW/VNNI detected; every extent checked above.
+        unsafe { avx512vnni::igemm_u8s8(taps, quads, a, o, b, c) }
+    } else {
+        // SAFETY: AVX2 + AVX-VNNI detected; every extent checked above.
+        unsafe { avxvnni::igemm_u8s8(taps, quads, a, o, b, c) }
+    }
+}
+
+/// Indirect exact i16 x i16 tile product on AVX2. Panics unless `isa` has AVX2 or an extent is
+/// wrong.
+#[allow(clippy::too_many_arguments)]
+pub fn igemm_i16(isa: KernelIsa, taps: usize, pairs: usize, a: &[i16], offsets: &[usize], b: &[i16], c: &mut [i32]) {
+    let (mr, nr) = indirect_tile(isa, false).expect("an AVX2 kernel set");
+    check_indirect(mr, nr, taps, pairs, 2, a.len(), offsets, b.len(), c.len());
+    // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
+    unsafe { avx2::igemm_i16(taps, pairs, a.as_ptr(), offsets.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
+}
+
+/// Runs `task` inside a function compiled for `isa`'s vector extensions, so that the loops
+/// inlined into it (output stages, requantization) are vectorized for them: the task's `run` and
+/// everything it calls on the hot path must be `#[inline(always)]`. No result changes: Rust
+/// never fuses or reorders float operations, whatever the target features.
+#[inline(always)]
+pub fn with_isa<T: super::VectorTask>(isa: KernelIsa, task: T) -> T::Output {
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+    unsafe fn avx512<T: super::VectorTask>(task: T) -> T::Output {
+        task.run()
+    }
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2<T: super::VectorTask>(task: T) -> T::Output {
+        task.run()
+    }
+    if isa.is_avx512_vnni() {
+        // SAFETY: the AVX-512 kernel set is only detected with AVX-512 F, BW, DQ and VL.
+        unsafe { avx512(task) }
+    } else if isa.has_avx2() {
+        // SAFETY: every non-scalar kernel set is only detected with AVX2 and FMA.
+        unsafe { avx2(task) }
+    } else {
+        task.run()
+    }
+}

@@ -1,0 +1,212 @@
+//! Output stages: what the fast convolution does with the accumulators of one output pixel.
+//!
+//! A stage receives the accumulators of consecutive output channels of one pixel (a row of a
+//! register tile) and produces the output values, so that requantizers can work a whole row at
+//! a time.
+
+use crate::requant::{ExactRequantizer, Requantizer};
+
+/// Output element types.
+pub trait OutputValue: Copy + Default + Send + Sync {
+    /// The value from an output integer already inside the type's range.
+    fn from_i32(v: i32) -> Self;
+
+    /// Stores a tile of `rows` pixels by `cols` channels, `values[m * stride + n]`, transposed:
+    /// pixel run `m = 0 .. rows` of channel `n` goes to `channels[n][at .. at + rows]`.
+    #[inline(always)]
+    fn store_transposed(values: &[Self], stride: usize, rows: usize, cols: usize, channels: &mut [&mut [Self]], at: usize) {
+        for (n, channel) in channels.iter_mut().enumerate().take(cols) {
+            for (m, slot) in channel[at..at + rows].iter_mut().enumerate() {
+                *slot = values[m * stride + n];
+            }
+        }
+    }
+}
+
+/// Transposes an 8 x 8 block of bytes held as eight little-endian words (word `m` = row `m`):
+/// afterwards word `n` holds column `n`.
+#[inline(always)]
+fn transpose_8x8(w: &mut [u64; 8]) {
+    // Swap 4x4 blocks, then 2x2 blocks, then single bytes (the classic three-step exchange).
+    for (shift, mask, step) in [
+        (32u32, 0x0000_0000_ffff_ffffu64, 4usize),
+        (16, 0x0000_ffff_0000_ffff, 2),
+        (8, 0x00ff_00ff_00ff_00ff, 1),
+    ] {
+        for base in (0..8).step_by(2 * step) {
+            for i in base..base + step {
+                let (a, b) = (w[i], w[i + step]);
+                w[i] = (a & mask) | ((b & mask) << shift);
+                w[i + step] = ((a >> shift) & mask) | (b & !mask);
+            }
+        }
+    }
+}
+
+/// [`OutputValue::store_transposed`] for bytes, eight channels at a time through an 8 x 8 byte
+/// transpose.
+#[inline(always)]
+fn store_bytes_transposed(values: &[u8], stride: usize, rows: usize, cols: usize, channels: &mut [&mut [u8]], at: usize) {
+    let mut n0 = 0;
+    while n0 + 8 <= cols && rows <= 8 {
+        let mut w = [0u64; 8];
+        for (m, word) in w.iter_mut().enumerate().take(rows) {
+            let row: [u8; 8] = values[m * stride + n0..m * stride + n0 + 8].try_into().expect("8 bytes");
+            *word = u64::from_le_bytes(row);
+        }
+        transpose_8x8(&mut w);
+        for (n, word) in w.iter().enumerate() {
+            channels[n0 + n][at..at + rows].copy_from_slice(&word.to_le_bytes()[..rows]);
+        }
+        n0 += 8;
+    }
+    for n in n0..cols {
+        for (m, slot) in channels[n][at..at + rows].iter_mut().enumerate() {
+            *slot = values[m * stride + n];
+        }
+    }
+}
+
+impl OutputValue for u8 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v as u8
+    }
+
+    #[inline(always)]
+    fn store_transposed(values: &[u8], stride: usize, rows: usize, cols: usize, channels: &mut [&mut [u8]], at: usize) {
+        store_bytes_transposed(values, stride, rows, cols, channels, at)
+    }
+}
+
+impl OutputValue for i8 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v as i8
+    }
+}
+
+impl OutputValue for i32 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v
+    }
+}
+
+/// Turns the accumulators of one output pixel into output values.
+pub trait OutputStage: Sync {
+    type Out: OutputValue;
+    /// `out[i]` from `accs[i]`, the accumulator of output channel `oc0 + i`.
+    fn row(&self, accs: &[i32], oc0: usize, out: &mut [Self::Out]);
+}
+
+/// The accumulators themselves.
+pub struct Accumulators;
+
+impl OutputStage for Accumulators {
+    type Out = i32;
+
+    #[inline(always)]
+    fn row(&self, accs: &[i32], _oc0: usize, out: &mut [i32]) {
+        out[..accs.len()].copy_from_slice(accs);
+    }
+}
+
+/// Any function of (accumulator, output channel).
+pub struct PerElement<F>(pub F);
+
+impl<T: OutputValue, F: Fn(i32, usize) -> T + Sync> OutputStage for PerElement<F> {
+    type Out = T;
+
+    #[inline(always)]
+    fn row(&self, accs: &[i32], oc0: usize, out: &mut [T]) {
+        for (i, (&a, o)) in accs.iter().zip(out.iter_mut()).enumerate() {
+            *o = (self.0)(a, oc0 + i);
+        }
+    }
+}
+
+/// A requantizer with an int32 accumulator, element by element.
+pub struct Requantized<'a, R, T> {
+    pub requantizer: &'a R,
+    pub out: std::marker::PhantomData<T>,
+}
+
+impl<'a, R, T> Requantized<'a, R, T> {
+    /// The stage of `requantizer`.
+    pub fn new(requantizer: &'a R) -> Self {
+        Requantized {
+            requantizer,
+            out: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R: Requantizer<Acc = i32>, T: OutputValue> OutputStage for Requantized<'_, R, T> {
+    type Out = T;
+
+    #[inline(always)]
+    fn row(&self, accs: &[i32], oc0: usize, out: &mut [T]) {
+        for (i, (&a, o)) in accs.iter().zip(out.iter_mut()).enumerate() {
+            *o = T::from_i32(self.requantizer.requantize(a, oc0 + i));
+        }
+    }
+}
+
+/// The exact requantizer, a row at a time on its float fast path.
+pub struct ExactRequantized<'a, T> {
+    pub requantizer: &'a ExactRequantizer,
+    pub out: std::marker::PhantomData<T>,
+}
+
+impl<'a, T> ExactRequantized<'a, T> {
+    /// The stage of `requantizer`.
+    pub fn new(requantizer: &'a ExactRequantizer) -> Self {
+        ExactRequantized {
+            requantizer,
+            out: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: OutputValue> OutputStage for ExactRequantized<'_, T> {
+    type Out = T;
+
+    #[inline(always)]
+    fn row(&self, accs: &[i32], oc0: usize, out: &mut [T]) {
+        let mut values = [0i32; 64];
+        for (j, (accs, out)) in accs.chunks(64).zip(out.chunks_mut(64)).enumerate() {
+            let n = accs.len();
+            self.requantizer.requantize_row(accs, oc0 + 64 * j, &mut values[..n]);
+            for (o, &v) in out.iter_mut().zip(&values[..n]) {
+                *o = T::from_i32(v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_transpose_matches_the_scalar_store() {
+        for (rows, cols) in [(8, 32), (6, 16), (8, 13), (3, 8), (1, 1)] {
+            let stride = 32;
+            let values: Vec<u8> = (0..8 * stride).map(|i| (i * 7 + 3) as u8).collect();
+            let mut fast = vec![vec![0u8; 20]; cols];
+            let mut slow = vec![vec![0u8; 20]; cols];
+            {
+                let mut f: Vec<&mut [u8]> = fast.iter_mut().map(|v| v.as_mut_slice()).collect();
+                u8::store_transposed(&values, stride, rows, cols, &mut f, 5);
+                let mut s: Vec<&mut [u8]> = slow.iter_mut().map(|v| v.as_mut_slice()).collect();
+                for (n, channel) in s.iter_mut().enumerate() {
+                    for m in 0..rows {
+                        channel[5 + m] = values[m * stride + n];
+                    }
+                }
+            }
+            assert_eq!(fast, slow, "{rows} x {cols}");
+        }
+    }
+}
