@@ -105,7 +105,12 @@ Caveats
 * fbgemm's depthwise kernels are AVX2 (vpmaddubsw, saturating) even on VNNI CPUs; fbgemm's other
   paths and oneDNN use VNNI here. The numbers are only valid for this CPU.
 * The x86 engine's routing (oneDNN vs fbgemm) is inferred from PyTorch's rule (Linux, VNNI,
-  groups <= 100, symmetric weights), not observed per call.
+  groups <= 100, symmetric weights), not observed per call. (Checked once on the suite's data:
+  x86 output == fbgemm's saturating depthwise output on mv2_dw3x3_144_56, exact on the 96-group
+  layer.)
+* torch 2.15 warns that the quantized tensor creation functions used here are deprecated; the
+  warnings are silenced in the workers.
+* "-" in a table: peer not requested (--peers); "fail": it raised or crashed (see "Failures").
 """
 
 import argparse
@@ -529,6 +534,8 @@ def worker_ort(threads, layers, cfg):
 
 
 def worker_main(args):
+    import warnings
+    warnings.filterwarnings("ignore")  # deprecation noise; keeps a crash's stderr tail readable
     layers = suite_layers(args.layers.split(",") if args.layers else None)
     threads = int(args.threads)
     cfg = timing_config(args)
@@ -764,7 +771,7 @@ def render(layers, summary, per_thread, env, args):
                 r["layer"],
                 f(r["qconv_ms"], 4 if (r["qconv_ms"] or 1) < 1 else 3) + star["qconv"],
                 f(r["qconv_gops"]) + star["qconv"],
-                *[f(r[f"{p}_gops"]) + star[p] for p in PEERS],
+                *[(f(r[f"{p}_gops"]) + star[p]) if p in per_thread[t] else "-" for p in PEERS],
                 f"{r['best_fbgemm_ort']} {f(r['best_fbgemm_ort_gops'])}" if r["best_fbgemm_ort"] else "fail",
                 f"{r['best_peer']} {f(r['best_peer_gops'])}" if r["best_peer"] else "fail",
                 f(r["ratio_vs_fbgemm_ort"], 2),
@@ -779,9 +786,10 @@ def render(layers, summary, per_thread, env, args):
         n, m = s["geomean_vs_fbgemm_ort_layers"], s["geomean_layers_expected"]
         gm = s["geomean_vs_fbgemm_ort"]
         ga = s["geomean_vs_all"]
-        out.append(f"Geometric mean of qconv/best(fbgemm,ORT), {GEOMEAN_FROM} and below ({n}/{m} layers): "
-                   f"{f(gm, 3)}   (vs best of all peers: {f(ga, 3)})")
-        out.append("")
+        if m:
+            out.append(f"Geometric mean of qconv/best(fbgemm,ORT), {GEOMEAN_FROM} and below ({n}/{m} layers): "
+                       f"{f(gm, 3)}   (vs best of all peers: {f(ga, 3)})")
+            out.append("")
         tiny = [l for l in layers if l.name in TINY]
         if tiny:
             out.append(f"Tiny layers, median latency in microseconds (threads = {t}); "
@@ -793,6 +801,9 @@ def render(layers, summary, per_thread, env, args):
                 row = [l.name]
                 for p in ("qconv",) + PEERS:
                     r = per_thread[t].get(p, {}).get(l.name)
+                    if p not in per_thread[t]:
+                        row.append("-")
+                        continue
                     row.append(f(r["median_ms"] * 1e3, 2) + ("*" if r.get("contended") else "")
                                if gops(r) else "fail")
                 trows.append(row)

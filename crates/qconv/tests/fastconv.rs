@@ -71,6 +71,26 @@ fn spec() -> impl Strategy<Value = Spec> {
         })
 }
 
+/// Layers with one input channel per group (the planar route): depthwise with multipliers,
+/// larger planes (several kernel blocks per channel), strides and dilations up to 3.
+fn planar_spec() -> impl Strategy<Value = Spec> {
+    (spec(), 1usize..=40, 1usize..=3, [1usize..=40, 1usize..=40], [1usize..=7, 1usize..=7], [1usize..=3, 1usize..=3], [1usize..=3, 1usize..=3])
+        .prop_map(|(s, groups, ocg, hw, kernel, stride, dilation)| Spec {
+            cg: 1,
+            groups,
+            ocg,
+            hw,
+            kernel,
+            stride,
+            dilation,
+            n: s.n,
+            ..s
+        })
+        .prop_filter("non-empty output", |s| {
+            (0..2).all(|a| s.hw[a] + s.pad[a] + s.pad[a + 2] > s.dilation[a] * (s.kernel[a] - 1))
+        })
+}
+
 /// A small deterministic generator (the data must follow the seed, not proptest's shrinking).
 struct Lcg(u64);
 impl Lcg {
@@ -174,6 +194,27 @@ proptest! {
     }
 
     #[test]
+    fn planar_kernels_match_the_reference(s in planar_spec()) {
+        let l = layer(&s);
+        let reference: Vec<i32> = exact::reference_accumulators(&l).into_iter().map(|a| a as i32).collect();
+        for kernel in KernelIsa::available() {
+            for threads in [1, 2] {
+                let plan = ConvPlan::new(&l, Reduction::Exact, kernel, threads).unwrap().expect("fits int32");
+                prop_assert!(plan.route().contains("planar"), "{}", plan.route());
+                prop_assert_eq!(&run_plan(&plan, &l), &reference, "{} x{}", kernel, threads);
+                // A second input through the same plan: the padding of the reused buffers must
+                // still be zero.
+                let mut other = l.clone();
+                for v in other.input.data.iter_mut() {
+                    *v = if s.x_dtype == DType::Uint8 { 255 - *v } else { -1 - *v };
+                }
+                let expected: Vec<i32> = exact::reference_accumulators(&other).into_iter().map(|a| a as i32).collect();
+                prop_assert_eq!(run_plan(&plan, &other), expected, "second run {} x{}", kernel, threads);
+            }
+        }
+    }
+
+    #[test]
     fn pair_kernels_match_the_reference(s in spec()) {
         let s = Spec { x_dtype: DType::Uint8, w_dtype: DType::Int8, ..s };
         let l = layer(&s);
@@ -234,6 +275,39 @@ fn long_reductions_stay_exact_and_overlong_ones_fall_back() {
             .unwrap()
             .is_none()
     );
+}
+
+#[test]
+fn planar_sums_past_float32_exact_integers_take_the_gemm_route() {
+    // 33 x 33 taps of products up to at least 128 * 128 may pass 2^24, whatever the zero
+    // points: exact, but not planar.
+    let s = Spec {
+        n: 1,
+        cg: 1,
+        groups: 3,
+        ocg: 1,
+        hw: [34, 34],
+        kernel: [33, 33],
+        stride: [1, 1],
+        dilation: [1, 1],
+        pad: [0; 4],
+        x_dtype: DType::Uint8,
+        w_dtype: DType::Int8,
+        per_channel: false,
+        seed: 3,
+    };
+    let l = layer(&s);
+    let reference: Vec<i32> = exact::reference_accumulators(&l)
+        .into_iter()
+        .map(|a| a as i32)
+        .collect();
+    for kernel in KernelIsa::available() {
+        let plan = ConvPlan::new(&l, Reduction::Exact, kernel, 1)
+            .unwrap()
+            .unwrap();
+        assert!(!plan.route().contains("planar"), "{}", plan.route());
+        assert_eq!(run_plan(&plan, &l), reference, "{kernel}");
+    }
 }
 
 #[test]

@@ -13,11 +13,11 @@
 //!   int16, then corrected for zero points in wrapping int32: FBGEMM's and ONNX Runtime's AVX2
 //!   arithmetic, run with the same instruction (`vpmaddubsw`) in the same pair order.
 //!
-//! Layers with one input and one output channel per group use the depthwise kernel instead
-//! (see `depthwise.rs`). Results never depend on the thread count: every output element is
+//! Layers with one input channel per group (depthwise, channel multipliers, single-channel
+//! inputs) take the planar route instead when its float32 sums are exact (see `planar.rs`). Results never depend on the thread count: every output element is
 //! computed by one thread with the same sequence of operations.
 
-mod depthwise;
+mod planar;
 pub mod output;
 
 use std::sync::Arc;
@@ -46,8 +46,8 @@ enum Family {
     U8S8 { pairs: bool },
     /// Pair-packed i16 panels holding values with the zero points subtracted.
     I16,
-    /// The depthwise kernel.
-    Depthwise,
+    /// The planar kernel.
+    Planar,
 }
 
 /// A layer prepared for the fast convolution.
@@ -81,7 +81,7 @@ pub struct ConvPlan {
     column_correction: Vec<i32>,
     weight_zero_points: Vec<i32>,
     needs_row_sums: bool,
-    depthwise: Option<depthwise::DepthwisePlan>,
+    planar: Option<planar::PlanarPlan>,
     pool: Option<Arc<rayon::ThreadPool>>,
 }
 
@@ -138,12 +138,15 @@ impl ConvPlan {
         } else {
             None
         };
-        let depthwise_shape = g.group_in_channels() == 1 && g.group_out_channels() == 1;
-        if depthwise_shape && reduction == Reduction::Exact {
+        let planar = match reduction {
+            Reduction::Exact => planar::PlanarPlan::new(layer, kernel),
+            Reduction::PairSaturating => None,
+        };
+        if let Some(planar) = planar {
             return Ok(Some(ConvPlan {
                 g,
                 kernel,
-                family: Family::Depthwise,
+                family: Family::Planar,
                 mr: 0,
                 nr: 0,
                 k_len,
@@ -159,7 +162,7 @@ impl ConvPlan {
                 column_correction: Vec::new(),
                 weight_zero_points: Vec::new(),
                 needs_row_sums: false,
-                depthwise: Some(depthwise::DepthwisePlan::new(layer, kernel)),
+                planar: Some(planar),
                 pool,
             }));
         }
@@ -288,7 +291,7 @@ impl ConvPlan {
             column_correction,
             weight_zero_points: packed_zero_points,
             needs_row_sums,
-            depthwise: None,
+            planar: None,
             pool,
         }))
     }
@@ -304,7 +307,7 @@ impl ConvPlan {
             Family::U8S8 { pairs: true } => "u8 x s8 pairs in saturating int16",
             Family::U8S8 { pairs: false } => "u8 x s8, exact int32",
             Family::I16 => "i16 x i16, exact int32",
-            Family::Depthwise => "depthwise, exact int32",
+            Family::Planar => "planar float32 sums, exact",
         };
         format!("{} kernels, {what}", self.kernel)
     }
@@ -320,8 +323,8 @@ impl ConvPlan {
         let plane = oh * ow;
         assert_eq!(input.len(), g.input_shape().iter().product::<usize>(), "input length");
         assert_eq!(out.len(), n_len * oc_len * plane, "output length");
-        if let Some(dw) = &self.depthwise {
-            return dw.run(g, self.pool.as_deref(), input, out, stage);
+        if let Some(planar) = &self.planar {
+            return planar.run(self.pool.as_deref(), input, out, stage);
         }
         let threads = self.pool.as_ref().map_or(1, |p| p.current_num_threads());
         let tile = self.mr;
@@ -549,7 +552,7 @@ impl ConvPlan {
                 let b = &self.b_u8s8[start..start + self.panel_len];
                 dispatch_u8s8(self.kernel, pairs, mr, nr, steps, a8, b, c);
             }
-            Family::Depthwise => unreachable!("depthwise plans do not tile"),
+            Family::Planar => unreachable!("planar plans do not tile"),
         }
     }
 

@@ -98,6 +98,8 @@ pub trait OutputStage: Sync {
     type Out: OutputValue;
     /// `out[i]` from `accs[i]`, the accumulator of output channel `oc0 + i`.
     fn row(&self, accs: &[i32], oc0: usize, out: &mut [Self::Out]);
+    /// `out[i]` from `accs[i]`, accumulators of output channel `oc` (a run of pixels).
+    fn run(&self, accs: &[i32], oc: usize, out: &mut [Self::Out]);
 }
 
 /// The accumulators themselves.
@@ -108,6 +110,11 @@ impl OutputStage for Accumulators {
 
     #[inline(always)]
     fn row(&self, accs: &[i32], _oc0: usize, out: &mut [i32]) {
+        out[..accs.len()].copy_from_slice(accs);
+    }
+
+    #[inline(always)]
+    fn run(&self, accs: &[i32], _oc: usize, out: &mut [i32]) {
         out[..accs.len()].copy_from_slice(accs);
     }
 }
@@ -122,6 +129,13 @@ impl<T: OutputValue, F: Fn(i32, usize) -> T + Sync> OutputStage for PerElement<F
     fn row(&self, accs: &[i32], oc0: usize, out: &mut [T]) {
         for (i, (&a, o)) in accs.iter().zip(out.iter_mut()).enumerate() {
             *o = (self.0)(a, oc0 + i);
+        }
+    }
+
+    #[inline(always)]
+    fn run(&self, accs: &[i32], oc: usize, out: &mut [T]) {
+        for (&a, o) in accs.iter().zip(out.iter_mut()) {
+            *o = (self.0)(a, oc);
         }
     }
 }
@@ -151,6 +165,13 @@ impl<R: Requantizer<Acc = i32>, T: OutputValue> OutputStage for Requantized<'_, 
             *o = T::from_i32(self.requantizer.requantize(a, oc0 + i));
         }
     }
+
+    #[inline(always)]
+    fn run(&self, accs: &[i32], oc: usize, out: &mut [T]) {
+        for (&a, o) in accs.iter().zip(out.iter_mut()) {
+            *o = T::from_i32(self.requantizer.requantize(a, oc));
+        }
+    }
 }
 
 /// The exact requantizer, a row at a time on its float fast path.
@@ -178,6 +199,18 @@ impl<T: OutputValue> OutputStage for ExactRequantized<'_, T> {
         for (j, (accs, out)) in accs.chunks(64).zip(out.chunks_mut(64)).enumerate() {
             let n = accs.len();
             self.requantizer.requantize_row(accs, oc0 + 64 * j, &mut values[..n]);
+            for (o, &v) in out.iter_mut().zip(&values[..n]) {
+                *o = T::from_i32(v);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn run(&self, accs: &[i32], oc: usize, out: &mut [T]) {
+        let mut values = [0i32; 64];
+        for (accs, out) in accs.chunks(64).zip(out.chunks_mut(64)) {
+            let n = accs.len();
+            self.requantizer.requantize_run(accs, oc, &mut values[..n]);
             for (o, &v) in out.iter_mut().zip(&values[..n]) {
                 *o = T::from_i32(v);
             }

@@ -15,6 +15,22 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 
+/// The planar kernels compute outputs in blocks of this many values.
+pub const PLANAR_BLOCK: usize = 64;
+
+/// Planar convolution of one channel with `isa`'s kernel (see [`scalar::planar_f32`] for what
+/// it computes and when it is exact). `out.len()` must be a multiple of [`PLANAR_BLOCK`].
+pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.has_avx2() {
+            return x86::planar_f32(isa, src, offsets, weights, out);
+        }
+    }
+    let _ = isa;
+    scalar::planar_f32(src, offsets, weights, out)
+}
+
 /// An instruction set a kernel is written for. Values other than `Scalar` can only be obtained
 /// from [`KernelIsa::detect`] / [`KernelIsa::available`], which check the CPU: holding one is the
 /// proof the kernels' `unsafe` code relies on.

@@ -128,12 +128,19 @@ pub fn gemm_i16(mr: usize, nr: usize, kp: usize, a: &[i16], b: &[i16], c: &mut [
     }
 }
 
-/// Depthwise accumulation over channels: `acc[c] += sum_t x[t][c] * w[t][c]` for `taps` rows of
-/// `channels` values (activations as i16 after subtracting the zero point, weights as i16).
-pub fn depthwise_i16(taps: &[&[i16]], weights: &[&[i16]], acc: &mut [i32]) {
-    for (x, w) in taps.iter().zip(weights) {
-        for ((a, &xv), &wv) in acc.iter_mut().zip(x.iter()).zip(w.iter()) {
-            *a = a.wrapping_add(xv as i32 * wv as i32);
+/// Planar convolution of one channel, in float32:
+/// `out[j] = sum_t weights[t] * src[offsets[t] + j]` for `j < out.len()`, taps in order.
+///
+/// The values are small integers (activations and weights with their zero points subtracted);
+/// while every partial sum stays below 2^24 in magnitude each step is exact, so the result is
+/// the exact integer sum whatever the order or fusion of the steps, which is what lets the SIMD
+/// kernels use fused multiply-adds. Panics if a tap reads outside `src`.
+pub fn planar_f32(src: &[f32], offsets: &[usize], weights: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for (&offset, &w) in offsets.iter().zip(weights) {
+        let from = &src[offset..offset + out.len()];
+        for (o, &x) in out.iter_mut().zip(from) {
+            *o += w * x;
         }
     }
 }

@@ -200,30 +200,59 @@ impl ExactRequantizer {
 
     /// Requantizes the int32 accumulators of channels `oc0 ..` (one output pixel) into `out`:
     /// the float estimate for every element in one straight pass, then exact arithmetic for the
-    /// few that lie near a tie. The same integers as [`Requantizer::requantize`].
+    /// few that lie near a tie. The same integers as [`Requantizer::requantize`]. At most 64
+    /// elements per call.
     #[inline(always)]
     pub fn requantize_row(&self, accs: &[i32], oc0: usize, out: &mut [i32]) {
+        let n = accs.len().min(out.len()).min(64);
+        let params = RowParams {
+            int_bias: &self.int_bias[oc0..oc0 + n],
+            scale: &self.scale[oc0..oc0 + n],
+            offset: &self.offset[oc0..oc0 + n],
+        };
+        self.requantize_fast(&accs[..n], &params, &mut out[..n], |i| oc0 + i);
+    }
+
+    /// Requantizes accumulators of channel `oc` (a run of output pixels) into `out`, like
+    /// [`Self::requantize_row`]. At most 64 elements per call.
+    #[inline(always)]
+    pub fn requantize_run(&self, accs: &[i32], oc: usize, out: &mut [i32]) {
+        let n = accs.len().min(out.len()).min(64);
+        let params = RunParams {
+            int_bias: self.int_bias[oc],
+            scale: self.scale[oc],
+            offset: self.offset[oc],
+        };
+        self.requantize_fast(&accs[..n], &params, &mut out[..n], |_| oc);
+    }
+
+    /// The shared body of the row and run paths: `params.get(i)` are element `i`'s constants,
+    /// `channel(i)` its output channel.
+    #[inline(always)]
+    fn requantize_fast<P: FastParams>(
+        &self,
+        accs: &[i32],
+        params: &P,
+        out: &mut [i32],
+        channel: impl Fn(usize) -> usize,
+    ) {
         const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to integer
         const EPS: f64 = 1.0 / (1u64 << 40) as f64;
         const LIMIT: f64 = (1u64 << 50) as f64;
-        let n = accs.len().min(out.len()).min(64);
+        let n = accs.len();
         let zp = self.zero_point;
         let (lo, hi) = ((self.lo - zp) as f64, (self.hi - zp) as f64);
-        let (ib, sc, of) = (
-            &self.int_bias[oc0..oc0 + n],
-            &self.scale[oc0..oc0 + n],
-            &self.offset[oc0..oc0 + n],
-        );
         let mut unsure = [false; 64];
         let mut any_unsure = false;
         let (zp32, lo32, hi32) = (zp as i32, lo as i32, hi as i32);
         for i in 0..n {
-            let x = accs[i] as f64 + ib[i];
-            let p = x * sc[i];
-            let v = p + of[i];
+            let (ib, sc, of) = params.get(i);
+            let x = accs[i] as f64 + ib;
+            let p = x * sc;
+            let v = p + of;
             let t = v + MAGIC;
             let r = t - MAGIC;
-            let margin = (p.abs() + of[i].abs() + 1.0) * EPS;
+            let margin = (p.abs() + of.abs() + 1.0) * EPS;
             unsure[i] = !((v - r).abs() < 0.5 - margin && v.abs() < LIMIT);
             any_unsure |= unsure[i];
             // The low 32 bits of `t` hold the rounded integer (two's complement) while
@@ -234,7 +263,7 @@ impl ExactRequantizer {
         if any_unsure {
             for i in 0..n {
                 if unsure[i] {
-                    out[i] = self.requantize(accs[i] as i64, oc0 + i);
+                    out[i] = self.requantize(accs[i] as i64, channel(i));
                 }
             }
         }
@@ -244,6 +273,40 @@ impl ExactRequantizer {
     /// including the zero point, before rounding and clamping (approximated as `f64`).
     pub fn real_value(&self, acc: i64, oc: usize) -> f64 {
         self.channels[oc].value(acc) + self.zero_point as f64
+    }
+}
+
+/// Where the fast requantization path finds each element's constants.
+trait FastParams {
+    /// `(int_bias, scale, offset)` of element `i`.
+    fn get(&self, i: usize) -> (f64, f64, f64);
+}
+
+/// One output pixel: consecutive channels.
+struct RowParams<'a> {
+    int_bias: &'a [f64],
+    scale: &'a [f64],
+    offset: &'a [f64],
+}
+
+impl FastParams for RowParams<'_> {
+    #[inline(always)]
+    fn get(&self, i: usize) -> (f64, f64, f64) {
+        (self.int_bias[i], self.scale[i], self.offset[i])
+    }
+}
+
+/// One channel: the same constants for every element.
+struct RunParams {
+    int_bias: f64,
+    scale: f64,
+    offset: f64,
+}
+
+impl FastParams for RunParams {
+    #[inline(always)]
+    fn get(&self, _: usize) -> (f64, f64, f64) {
+        (self.int_bias, self.scale, self.offset)
     }
 }
 

@@ -5,7 +5,7 @@
 mod avx2;
 mod avx512vnni;
 mod avxvnni;
-pub mod depthwise;
+mod planar;
 
 use super::KernelIsa;
 
@@ -64,29 +64,22 @@ pub fn gemm_i16(isa: KernelIsa, kp: usize, a: &[i16], b: &[i16], c: &mut [i32]) 
     unsafe { avx2::gemm_i16(kp, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
 }
 
-/// The depthwise channel block of `isa` (a multiple the channel count is padded to).
-pub fn depthwise_block(isa: KernelIsa) -> usize {
-    depthwise::block(isa.is_avx512_vnni())
-}
-
-/// One output pixel of the depthwise kernel: `acc[lane] = sum over tap pairs` with the weights
-/// interleaved by [`depthwise::interleave_weights`] (accumulator lanes are in
-/// [`depthwise::lane_channels`] order within each block). `rows` holds an even number of
-/// `cp`-channel rows. Panics unless `isa` has AVX2 or a length is wrong.
-pub fn depthwise_pixel(isa: KernelIsa, rows: &[&[i16]], w: &[i16], cp: usize, acc: &mut [i32]) {
+/// Planar convolution (see [`super::scalar::planar_f32`]) with `isa`'s widest float vectors.
+/// Panics unless `isa` has AVX2, `out.len()` is a multiple of [`super::PLANAR_BLOCK`], and every
+/// tap reads inside `src`.
+pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32], out: &mut [f32]) {
     assert!(isa.has_avx2(), "an AVX2 kernel set");
-    assert!(cp % depthwise_block(isa) == 0 && rows.len() % 2 == 0);
-    assert!(rows.iter().all(|r| r.len() >= cp) && acc.len() >= cp);
-    assert!(w.len() >= rows.len() / 2 * cp * 2);
+    let len = out.len();
+    assert!(len % super::PLANAR_BLOCK == 0, "output not a whole number of blocks");
+    assert!(weights.len() >= offsets.len(), "a weight per tap");
+    assert!(offsets.iter().all(|&o| o + len <= src.len()), "tap outside the plane");
+    let (s, o) = (src.as_ptr(), out.as_mut_ptr());
     if isa.is_avx512_vnni() {
-        // SAFETY: AVX-512 F/BW/VNNI detected (KernelIsa); lengths checked above.
-        unsafe { depthwise::pixel_avx512vnni(rows, w, cp, acc) }
-    } else if isa.is_avx_vnni() {
-        // SAFETY: AVX2 + AVX-VNNI detected; lengths checked above.
-        unsafe { depthwise::pixel_avxvnni(rows, w, cp, acc) }
+        // SAFETY: AVX-512 F detected (KernelIsa); extents and block multiple checked above.
+        unsafe { planar::planar_avx512(s, offsets, weights, o, len) }
     } else {
-        // SAFETY: AVX2 detected; lengths checked above.
-        unsafe { depthwise::pixel_avx2(rows, w, cp, acc) }
+        // SAFETY: AVX2 and FMA detected (every non-scalar KernelIsa); extents checked above.
+        unsafe { planar::planar_avx2(s, offsets, weights, o, len) }
     }
 }
 
