@@ -37,12 +37,12 @@ numpy<->OrtValue conversion; this is the lowest-overhead Python entry point and 
 writes into a preallocated buffer). At ORT_ENABLE_ALL the layout transformer rewrites the node into
 com.microsoft.QLinearConv(channels_last=1) between Transpose nodes, so the timed region includes the
 NCHW<->NHWC transposes, as qconv's does. The plain `session.run({"x": x})` median is also measured
-and written to the JSON ("onnxruntime_run") for reference; it is not used in the tables.
+and written to the JSON (the ORT result's "session_run") for reference; it is not used in the tables.
 
 Data follows bench.rs exactly (same LCG, so the same numbers qconv times): uint8 activations uniform
 over 0..255 (zp 128, scale 0.02); int8 weights uniform over -128..127; weight scales
 0.002 + 0.0001*(oc % 7); bias (oc % 5)*0.25 - 0.5 (float32); output uint8, zp 128, scale
-0.02*0.002*(C/G*k*k)*3.
+0.02*0.002*sqrt(C/G*k*k)*128 (three standard deviations of the sum span the output range).
 
 Timing (peers): warm-up (at least 3 calls and 0.1 s), then individually timed calls
 (time.perf_counter_ns, garbage collector off) until at least --min-runs (10) calls and --time-ms
@@ -158,7 +158,7 @@ class Layer:
         self.cg = c // groups
         self.out = (size + 2 * pad - k) // stride + 1
         self.macs = oc * self.out * self.out * self.cg * k * k
-        self.out_scale = X_SCALE * 0.002 * (self.cg * k * k) * 3.0
+        self.out_scale = X_SCALE * 0.002 * math.sqrt(self.cg * k * k) * 128.0
 
     def data(self):
         """Input (1,C,H,W) uint8, weight (OC,C/G,k,k) int8, weight scales float64, bias float32."""

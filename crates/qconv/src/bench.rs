@@ -133,7 +133,9 @@ impl SuiteLayer {
             Some(Bias::Float32(bias)),
             OutputQuant {
                 dtype: DType::Uint8,
-                scale: Some(0.02 * 0.002 * (cg * self.kernel * self.kernel) as f64 * 3.0),
+                // The accumulator's standard deviation is about 74 * 74 * sqrt(K) (uniform
+                // activations and weights): three of them span the output's 128 steps each side.
+                scale: Some(0.02 * 0.002 * ((cg * self.kernel * self.kernel) as f64).sqrt() * 128.0),
                 zero_point: 128,
                 clamp: None,
             },

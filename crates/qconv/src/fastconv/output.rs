@@ -4,6 +4,7 @@
 //! register tile) and produces the output values, so that requantizers can work a whole row at
 //! a time.
 
+use crate::kernels::KernelIsa;
 use crate::requant::{ExactRequantizer, Requantizer};
 
 /// Output element types.
@@ -93,13 +94,24 @@ impl OutputValue for i32 {
     }
 }
 
+/// An integer held exactly in a float32 (below 2^24 in magnitude) as int32: adding 1.5 * 2^52
+/// in f64 leaves it, two's complement, in the low 32 bits (a conversion that vectorizes,
+/// unlike `as i32` with its NaN and range checks).
+#[inline(always)]
+pub fn exact_f32_to_i32(v: f32) -> i32 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    (v as f64 + MAGIC).to_bits() as u32 as i32
+}
+
 /// Turns the accumulators of one output pixel into output values.
 pub trait OutputStage: Sync {
     type Out: OutputValue;
     /// `out[i]` from `accs[i]`, the accumulator of output channel `oc0 + i`.
     fn row(&self, accs: &[i32], oc0: usize, out: &mut [Self::Out]);
-    /// `out[i]` from `accs[i]`, accumulators of output channel `oc` (a run of pixels).
-    fn run(&self, accs: &[i32], oc: usize, out: &mut [Self::Out]);
+    /// `out[i]` from `accs[i]`, accumulators of output channel `oc` (a run of pixels) held as
+    /// float32 integers below 2^24 in magnitude (exact; the planar route's sums).
+    /// `isa` is the kernel set the plan runs.
+    fn run(&self, isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [Self::Out]);
 }
 
 /// The accumulators themselves.
@@ -114,8 +126,10 @@ impl OutputStage for Accumulators {
     }
 
     #[inline(always)]
-    fn run(&self, accs: &[i32], _oc: usize, out: &mut [i32]) {
-        out[..accs.len()].copy_from_slice(accs);
+    fn run(&self, _isa: KernelIsa, accs: &[f32], _oc: usize, out: &mut [i32]) {
+        for (o, &a) in out.iter_mut().zip(accs) {
+            *o = exact_f32_to_i32(a);
+        }
     }
 }
 
@@ -133,9 +147,9 @@ impl<T: OutputValue, F: Fn(i32, usize) -> T + Sync> OutputStage for PerElement<F
     }
 
     #[inline(always)]
-    fn run(&self, accs: &[i32], oc: usize, out: &mut [T]) {
+    fn run(&self, _isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [T]) {
         for (&a, o) in accs.iter().zip(out.iter_mut()) {
-            *o = (self.0)(a, oc);
+            *o = (self.0)(exact_f32_to_i32(a), oc);
         }
     }
 }
@@ -167,9 +181,9 @@ impl<R: Requantizer<Acc = i32>, T: OutputValue> OutputStage for Requantized<'_, 
     }
 
     #[inline(always)]
-    fn run(&self, accs: &[i32], oc: usize, out: &mut [T]) {
+    fn run(&self, _isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [T]) {
         for (&a, o) in accs.iter().zip(out.iter_mut()) {
-            *o = T::from_i32(self.requantizer.requantize(a, oc));
+            *o = T::from_i32(self.requantizer.requantize(exact_f32_to_i32(a), oc));
         }
     }
 }
@@ -206,11 +220,11 @@ impl<T: OutputValue> OutputStage for ExactRequantized<'_, T> {
     }
 
     #[inline(always)]
-    fn run(&self, accs: &[i32], oc: usize, out: &mut [T]) {
+    fn run(&self, isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [T]) {
         let mut values = [0i32; 64];
         for (accs, out) in accs.chunks(64).zip(out.chunks_mut(64)) {
             let n = accs.len();
-            self.requantizer.requantize_run(accs, oc, &mut values[..n]);
+            self.requantizer.requantize_run_f32(isa, accs, oc, &mut values[..n]);
             for (o, &v) in out.iter_mut().zip(&values[..n]) {
                 *o = T::from_i32(v);
             }

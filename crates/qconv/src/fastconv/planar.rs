@@ -16,14 +16,22 @@
 //! reads padded pixel `(oh * sh + r * dh, ow * sw + s * dw)`, which is sub-plane position
 //! `(oh + r * dh / sh, ow + s * dw / sw)`: a fixed shift of the output's own position `(oh, ow)`
 //! in a `wq`-wide grid. Columns `ow >= out_w` of that grid are computed and dropped.
+//!
+//! Channels are processed in bands of output rows, sized so that a band's sub-planes stay in
+//! the L1 cache between the copy and the taps that read them; a band holds sub-plane rows
+//! `oh0 .. oh0 + band_rows + (kh - 1) * dh / sh` (the last few are copied again by the next
+//! band).
 
-use super::OutputStage;
+use super::{OutputStage, OutputValue};
 use crate::geometry::ConvGeometry;
 use crate::kernels::{KernelIsa, PLANAR_BLOCK};
 use crate::layer::ConvLayer;
 
 /// Largest sum the float32 accumulation holds exactly.
 const EXACT_LIMIT: i64 = 1 << 24;
+
+/// Float32 values a band's sub-planes should stay under (16 KiB, a third of a typical L1).
+const BAND_VALUES: usize = 4096;
 
 pub(super) struct PlanarPlan {
     g: ConvGeometry,
@@ -36,11 +44,13 @@ pub(super) struct PlanarPlan {
     /// Per tap, where its shifted plane starts in the channel buffer.
     offsets: Vec<usize>,
     input_zero_point: i32,
-    /// Sub-plane size `(hq, wq)`.
+    /// Sub-plane size of one band `(band_hq, wq)`.
     sub: (usize, usize),
-    /// Values in the channel buffer: every sub-plane plus the slack the last block may read.
+    /// Output rows per band.
+    band_rows: usize,
+    /// Values in the band buffer: every sub-plane plus the slack the last block may read.
     buffer_len: usize,
-    /// Outputs per channel in the `wq`-wide grid, rounded up to whole kernel blocks.
+    /// Outputs per band in the `wq`-wide grid, rounded up to whole kernel blocks.
     grid_len: usize,
 }
 
@@ -48,6 +58,11 @@ impl PlanarPlan {
     /// The plan for `layer`, or `None` when the layer has more than one input channel per
     /// group or its sums could exceed float32's exact integers.
     pub(super) fn new(layer: &ConvLayer, kernel: KernelIsa) -> Option<PlanarPlan> {
+        Self::with_band_values(layer, kernel, BAND_VALUES)
+    }
+
+    /// [`Self::new`] with bands sized for `band_values` float32 values.
+    fn with_band_values(layer: &ConvLayer, kernel: KernelIsa, band_values: usize) -> Option<PlanarPlan> {
         let g = layer.geometry;
         if g.group_in_channels() != 1 {
             return None;
@@ -64,9 +79,15 @@ impl PlanarPlan {
         let [sh, sw] = g.stride;
         let [dh, dw] = g.dilation;
         let p = g.padding;
-        let (hp, wp) = (g.in_h + p.top + p.bottom, g.in_w + p.left + p.right);
-        let (hq, wq) = (hp.div_ceil(sh), wp.div_ceil(sw));
-        let sub_len = hq * wq;
+        let wq = (g.in_w + p.left + p.right).div_ceil(sw);
+        let phases = sh * sw;
+        // Sub-plane rows beyond the band's own that its last output row reads.
+        let reach = (g.kernel[0] - 1) * dh / sh;
+        let band_rows = (band_values / (phases * wq))
+            .saturating_sub(reach)
+            .clamp(1, g.out_h().max(1));
+        let band_hq = band_rows + reach;
+        let sub_len = band_hq * wq;
         let mut offsets = Vec::with_capacity(taps);
         let mut weights = vec![0f32; g.out_channels * taps];
         for r in 0..g.kernel[0] {
@@ -84,9 +105,9 @@ impl PlanarPlan {
                 weights[oc * taps + t] = w as f32;
             }
         }
-        let grid_len = (g.out_h() * wq).div_ceil(PLANAR_BLOCK) * PLANAR_BLOCK;
+        let grid_len = (band_rows * wq).div_ceil(PLANAR_BLOCK) * PLANAR_BLOCK;
         let max_offset = offsets.iter().copied().max().unwrap_or(0);
-        let buffer_len = (sh * sw * sub_len).max(max_offset + grid_len);
+        let buffer_len = (phases * sub_len).max(max_offset + grid_len);
         Some(PlanarPlan {
             g,
             kernel,
@@ -95,7 +116,8 @@ impl PlanarPlan {
             weights,
             offsets,
             input_zero_point: layer.input.zero_point,
-            sub: (hq, wq),
+            sub: (band_hq, wq),
+            band_rows,
             buffer_len,
             grid_len,
         })
@@ -115,7 +137,7 @@ impl PlanarPlan {
         if item_len == 0 {
             return;
         }
-        let work = |scratch: &mut Scratch, (item, out): (usize, &mut [S::Out])| {
+        let work = |scratch: &mut Scratch<S::Out>, (item, out): (usize, &mut [S::Out])| {
             let src = &input[item * in_plane..(item + 1) * in_plane];
             let job = ChannelJob {
                 plan: self,
@@ -143,35 +165,63 @@ impl PlanarPlan {
         }
     }
 
-    /// Copies input channel plane `src` into the sub-planes of `buffer` (whose padding is
-    /// already zero), zero point subtracted.
+    /// Copies the rows of input channel plane `src` that the band of output rows starting at
+    /// `oh0` reads into the band's sub-planes in `buffer`, zero point subtracted; rows of
+    /// padding become zeros (columns of padding are never written, so stay zero).
     #[inline(always)]
-    fn fill<I: Copy + Into<i32>>(&self, src: &[I], buffer: &mut [f32]) {
+    fn fill<I: Copy + Into<i32>>(&self, src: &[I], oh0: usize, buffer: &mut [f32]) {
         let g = &self.g;
         let [sh, sw] = g.stride;
-        let (hq, wq) = self.sub;
+        let (band_hq, wq) = self.sub;
         let (top, left) = (g.padding.top, g.padding.left);
         let zp = self.input_zero_point;
         let convert = |v: I| (v.into() - zp) as f32;
-        for (iy, row) in src.chunks_exact(g.in_w).enumerate() {
-            let y = iy + top;
-            for px in 0..sw {
-                // The first column of this phase, and where it lands in the sub-plane row.
-                let ix0 = (px + sw - left % sw) % sw;
-                if ix0 >= g.in_w {
+        for q in 0..band_hq {
+            for py in 0..sh {
+                // Padded row `y` lives in phase row `py`, band sub-plane row `q`.
+                let y = (oh0 + q) * sh + py;
+                let row_start = |px: usize| ((py * sw + px) * band_hq + q) * wq;
+                let iy = y.wrapping_sub(top);
+                if iy >= g.in_h {
+                    for px in 0..sw {
+                        buffer[row_start(px)..row_start(px) + wq].fill(0.0);
+                    }
                     continue;
                 }
-                let phase = (y % sh) * sw + px;
-                let at = (phase * hq + y / sh) * wq + (ix0 + left) / sw;
-                let count = (g.in_w - ix0).div_ceil(sw);
-                let dst = &mut buffer[at..at + count];
-                if sw == 1 {
-                    for (d, &v) in dst.iter_mut().zip(row) {
-                        *d = convert(v);
+                let row = &src[iy * g.in_w..(iy + 1) * g.in_w];
+                // Column `ix` goes to phase `(ix + left) % sw`, sub-plane column `(ix + left) / sw`.
+                match sw {
+                    1 => {
+                        let at = row_start(0) + left;
+                        for (d, &v) in buffer[at..at + g.in_w].iter_mut().zip(row) {
+                            *d = convert(v);
+                        }
                     }
-                } else {
-                    for (k, d) in dst.iter_mut().enumerate() {
-                        *d = convert(row[ix0 + k * sw]);
+                    2 => {
+                        // Even and odd columns in one pass (a loop the compiler vectorizes).
+                        let (pa, pb) = (left % 2, (left + 1) % 2);
+                        let (a0, b0) = (row_start(pa) + left / 2, row_start(pb) + (left + 1) / 2);
+                        let pairs = g.in_w / 2;
+                        let (first, second) = if a0 < b0 {
+                            let (x, y) = buffer.split_at_mut(b0);
+                            (&mut x[a0..a0 + pairs], &mut y[..pairs])
+                        } else {
+                            let (x, y) = buffer.split_at_mut(a0);
+                            (&mut y[..pairs], &mut x[b0..b0 + pairs])
+                        };
+                        for ((pair, a), b) in row.chunks_exact(2).zip(first).zip(second) {
+                            *a = convert(pair[0]);
+                            *b = convert(pair[1]);
+                        }
+                        if g.in_w % 2 == 1 {
+                            buffer[a0 + pairs] = convert(row[g.in_w - 1]);
+                        }
+                    }
+                    _ => {
+                        for (ix, &v) in row.iter().enumerate() {
+                            let x = ix + left;
+                            buffer[row_start(x % sw) + x / sw] = convert(v);
+                        }
                     }
                 }
             }
@@ -180,21 +230,22 @@ impl PlanarPlan {
 }
 
 /// Per-worker buffers.
-struct Scratch {
+struct Scratch<T> {
     /// The channel's sub-planes; padding positions stay zero across channels.
     buffer: Vec<f32>,
     /// Float sums over the `wq`-wide grid.
     grid: Vec<f32>,
-    /// The sums of the real outputs of one channel, as int32.
-    accs: Vec<i32>,
+    /// The output stage's values over the grid (one call per channel: per-call costs matter
+    /// with short rows).
+    values: Vec<T>,
 }
 
-impl Scratch {
-    fn new(plan: &PlanarPlan) -> Scratch {
+impl<T: OutputValue> Scratch<T> {
+    fn new(plan: &PlanarPlan) -> Scratch<T> {
         Scratch {
             buffer: vec![0.0; plan.buffer_len],
             grid: vec![0.0; plan.grid_len],
-            accs: vec![0; plan.g.out_h() * plan.g.out_w()],
+            values: vec![T::default(); plan.band_rows * plan.sub.1],
         }
     }
 }
@@ -205,7 +256,7 @@ struct ChannelJob<'a, I, S: OutputStage> {
     channel: usize,
     src: &'a [I],
     out: &'a mut [S::Out],
-    scratch: &'a mut Scratch,
+    scratch: &'a mut Scratch<S::Out>,
     stage: &'a S,
 }
 
@@ -217,23 +268,58 @@ impl<I: Copy + Into<i32>, S: OutputStage> crate::kernels::VectorTask for Channel
         let plan = self.plan;
         let g = &plan.g;
         let (ow_len, wq) = (g.out_w(), plan.sub.1);
-        let Scratch { buffer, grid, accs } = self.scratch;
-        plan.fill(self.src, buffer);
-        let plane = accs.len();
-        for (k, out) in self.out.chunks_exact_mut(plane).enumerate() {
-            let oc = self.channel * plan.multiplier + k;
-            let weights = &plan.weights[oc * plan.taps..(oc + 1) * plan.taps];
-            crate::kernels::planar_f32(plan.kernel, buffer, &plan.offsets, weights, grid);
-            for (acc_row, grid_row) in accs.chunks_exact_mut(ow_len).zip(grid.chunks(wq)) {
-                for (a, &v) in acc_row.iter_mut().zip(grid_row) {
-                    // `v` is an integer below 2^24 in magnitude; adding 1.5 * 2^52 in f64
-                    // leaves it, two's complement, in the low 32 bits (a conversion that
-                    // vectorizes, unlike `as i32` with its NaN and range checks).
-                    const MAGIC: f64 = 6_755_399_441_055_744.0;
-                    *a = (v as f64 + MAGIC).to_bits() as u32 as i32;
+        let Scratch { buffer, grid, values } = self.scratch;
+        let plane = g.out_h() * ow_len;
+        let mut oh0 = 0;
+        while oh0 < g.out_h() {
+            let rows = plan.band_rows.min(g.out_h() - oh0);
+            plan.fill(self.src, oh0, buffer);
+            for (k, out) in self.out.chunks_exact_mut(plane).enumerate() {
+                let oc = self.channel * plan.multiplier + k;
+                let weights = &plan.weights[oc * plan.taps..(oc + 1) * plan.taps];
+                crate::kernels::planar_f32(plan.kernel, buffer, &plan.offsets, weights, grid);
+                let values = &mut values[..rows * wq];
+                self.stage.run(plan.kernel, &grid[..values.len()], oc, values);
+                let out = &mut out[oh0 * ow_len..(oh0 + rows) * ow_len];
+                for (out_row, row) in out.chunks_exact_mut(ow_len).zip(values.chunks(wq)) {
+                    out_row.copy_from_slice(&row[..ow_len]);
                 }
             }
-            self.stage.run(accs, oc, out);
+            oh0 += rows;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fastconv::output::Accumulators;
+
+    /// Bands of every size, down to one output row, give the reference's sums (the proptests
+    /// mostly see single-band planes).
+    #[test]
+    fn bands_of_any_size_match_the_reference() {
+        let names = ["mv2_dw3x3s2_96_112", "lenet_5x5_1to6_32", "seed_5x5_1to1"];
+        for suite in crate::bench::SUITE.iter().filter(|l| names.contains(&l.name)) {
+            // Depthwise layers cut to 8 channels keep the reference loop quick.
+            let layer = if suite.groups > 1 {
+                crate::bench::SuiteLayer { channels: 8, out_channels: 8, groups: 8, ..*suite }.build()
+            } else {
+                suite.build()
+            };
+            let reference: Vec<i32> = crate::engines::exact::reference_accumulators(&layer)
+                .into_iter()
+                .map(|a| a as i32)
+                .collect();
+            let input: Vec<u8> = layer.input.data.iter().map(|&v| v as u8).collect();
+            for kernel in KernelIsa::available() {
+                for band_values in [1, 150, 700, BAND_VALUES] {
+                    let plan = PlanarPlan::with_band_values(&layer, kernel, band_values).expect("planar");
+                    let mut out = vec![i32::MIN; reference.len()];
+                    plan.run(None, &input, &mut out, &Accumulators);
+                    assert_eq!(out, reference, "{} {kernel} band {band_values}", layer.name);
+                }
+            }
         }
     }
 }

@@ -31,6 +31,19 @@ pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32
     scalar::planar_f32(src, offsets, weights, out)
 }
 
+/// The float32 requantization estimate (see [`scalar::requantize_f32`]) with `isa`'s kernel.
+#[inline(always)]
+pub fn requantize_f32(isa: KernelIsa, accs: &[f32], e: &scalar::F32Estimate, out: &mut [i32]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.has_avx2() {
+            return x86::requantize_f32(isa, accs, e, out);
+        }
+    }
+    let _ = isa;
+    scalar::requantize_f32(accs, e, out)
+}
+
 /// An instruction set a kernel is written for. Values other than `Scalar` can only be obtained
 /// from [`KernelIsa::detect`] / [`KernelIsa::available`], which check the CPU: holding one is the
 /// proof the kernels' `unsafe` code relies on.

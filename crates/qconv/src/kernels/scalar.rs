@@ -144,3 +144,43 @@ pub fn planar_f32(src: &[f32], offsets: &[usize], weights: &[f32], out: &mut [f3
         }
     }
 }
+
+/// A channel's constants for [`requantize_f32`]: the float32 estimate of exact requantization
+/// (see `ExactRequantizer::requantize_run_f32` for the error analysis).
+#[derive(Clone, Copy, Debug)]
+pub struct F32Estimate {
+    pub int_bias: f32,
+    pub scale: f32,
+    pub offset: f32,
+    /// Elements whose distance to the nearest integer plus `|p| * eps` reaches this are unsure.
+    pub threshold: f32,
+    pub eps: f32,
+    /// Output range relative to the zero point, within +-2^20.
+    pub lo: i32,
+    pub hi: i32,
+    pub zero_point: i32,
+}
+
+/// For each of up to 64 accumulators `a` (float32 integers): `v = clamp((a + int_bias) * scale
+/// + offset, lo - 2, hi + 2)`, rounded to nearest through `+ 1.5 * 2^23`, clamped to `[lo, hi]`,
+/// plus the zero point. Returns the mask of elements too near a tie for the estimate (bit `i`
+/// for element `i`), which the caller recomputes exactly. SIMD kernels compute the same
+/// float32 operations in the same order, so they agree bit for bit.
+pub fn requantize_f32(accs: &[f32], e: &F32Estimate, out: &mut [i32]) -> u64 {
+    const MAGIC: f32 = 12_582_912.0;
+    let n = accs.len().min(64);
+    let (vlo, vhi) = (e.lo as f32 - 2.0, e.hi as f32 + 2.0);
+    let mut unsure = 0u64;
+    for (i, (&a, o)) in accs[..n].iter().zip(out.iter_mut()).enumerate() {
+        let p = (a + e.int_bias) * e.scale;
+        let v = (p + e.offset).max(vlo).min(vhi);
+        let t = v + MAGIC;
+        let r = t - MAGIC;
+        if (v - r).abs() + p.abs() * e.eps >= e.threshold {
+            unsure |= 1 << i;
+        }
+        let q = t.to_bits() as i32 - MAGIC.to_bits() as i32;
+        *o = q.clamp(e.lo, e.hi) + e.zero_point;
+    }
+    unsure
+}

@@ -5,6 +5,8 @@ use num_integer::Integer;
 use num_traits::{One, Zero};
 
 use super::{RequantTrace, Requantizer};
+use crate::kernels::KernelIsa;
+use crate::kernels::scalar::F32Estimate;
 use crate::layer::Bias;
 
 /// Splits a finite `f64` into `(m, e)` with `x == m * 2^e` exactly.
@@ -163,7 +165,15 @@ pub struct ExactRequantizer {
     int_bias: Vec<f64>,
     scale: Vec<f64>,
     offset: Vec<f64>,
+    /// Per channel, for [`ExactRequantizer::requantize_run_f32`]; empty when the output range
+    /// is too wide for that path.
+    run_estimates: Vec<F32Estimate>,
 }
+
+/// The float32 path's error allowance per unit of magnitude (see `requantize_run_f32`).
+const RUN_EPS: f32 = 1.0 / (1u32 << 20) as f32;
+/// The float32 path handles outputs within this distance of the zero point.
+const RUN_RANGE: i64 = 1 << 20;
 
 impl ExactRequantizer {
     /// `weight_scale(oc)` gives each channel's weight scale; `range` is the output's quantized
@@ -187,7 +197,31 @@ impl ExactRequantizer {
                 ChannelRatio::new(input_scale, weight_scale(oc), output_scale, fb, ib)
             })
             .collect();
+        let (lo, hi) = (range.0 as i64 - zero_point as i64, range.1 as i64 - zero_point as i64);
+        let run_estimates = if lo.abs() <= RUN_RANGE && hi.abs() <= RUN_RANGE {
+            channels
+                .iter()
+                .map(|c| {
+                    let (ib, sc, of) = (c.int_bias as f32, c.scale as f32, c.offset as f32);
+                    let base = (ib * sc).abs() + of.abs() + 1.0;
+                    F32Estimate {
+                        int_bias: ib,
+                        scale: sc,
+                        offset: of,
+                        // Not finite: every element takes the exact path.
+                        threshold: if base.is_finite() { 0.5 - base * RUN_EPS } else { -1.0 },
+                        eps: RUN_EPS,
+                        lo: lo as i32,
+                        hi: hi as i32,
+                        zero_point,
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         ExactRequantizer {
+            run_estimates,
             int_bias: channels.iter().map(|c: &ChannelRatio| c.int_bias as f64).collect(),
             scale: channels.iter().map(|c| c.scale).collect(),
             offset: channels.iter().map(|c| c.offset).collect(),
@@ -224,6 +258,36 @@ impl ExactRequantizer {
             offset: self.offset[oc],
         };
         self.requantize_fast(&accs[..n], &params, &mut out[..n], |_| oc);
+    }
+
+    /// Requantizes accumulators of channel `oc` given as float32 integers (each an exact
+    /// integer below 2^24 in magnitude, as the planar kernels produce them) into `out`, at most
+    /// 64 per call: the same integers as [`Requantizer::requantize`].
+    ///
+    /// The estimate runs in float32 (twice the lanes of the f64 row path). With `x = acc + b`
+    /// (`b` the int32 bias), `p = x * scale` and `v = p + offset`, each of the five roundings
+    /// (`acc` and `b` to float32 and their sum, the product with the rounded `scale`, the sum
+    /// with the rounded `offset`) errs by at most 2^-24 of its own magnitude, so `v` is within
+    /// `2^-22 * ((|x| + |b|) * |scale| + |offset|)` of the true value, well inside the allowance
+    /// `(|p| + |b * scale| + |offset| + 1) * 2^-20` (|p| is |x * scale| to within 2^-23). Elements
+    /// nearer than that to a rounding tie, and channels whose constants are not finite, go to the
+    /// exact path. `v` is clamped to two units outside the output range first (anything beyond
+    /// clamps anyway), which keeps it far below 2^22, where adding `1.5 * 2^23` rounds to an
+    /// integer held in the low mantissa bits.
+    #[inline(always)]
+    pub fn requantize_run_f32(&self, isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [i32]) {
+        let n = accs.len().min(out.len()).min(64);
+        let unsure = match self.run_estimates.get(oc) {
+            Some(e) => crate::kernels::requantize_f32(isa, &accs[..n], e, &mut out[..n]),
+            None => u64::MAX,
+        };
+        if unsure != 0 {
+            for i in 0..n {
+                if unsure >> i & 1 == 1 {
+                    out[i] = self.requantize(accs[i] as i64, oc);
+                }
+            }
+        }
     }
 
     /// The shared body of the row and run paths: `params.get(i)` are element `i`'s constants,
@@ -421,6 +485,41 @@ mod tests {
             r.requantize_row(&accs[start..], start, &mut out);
             for (i, &o) in out.iter().enumerate() {
                 assert_eq!(o, r.requantize(accs[start + i] as i64, start + i));
+            }
+        }
+    }
+
+    #[test]
+    fn float32_runs_agree_with_elements() {
+        // Scales with many ties, int32 and float biases, narrow and wide output ranges
+        // (int32 outputs fall back to the exact path), large and tiny scale ratios.
+        let cases: [(f64, f64, f64, Option<Bias>, i32, (i32, i32)); 7] = [
+            (0.5, 1.0, 1.0, None, 3, (0, 255)),
+            (0.1, 0.3, 0.7, Some(Bias::Int32(vec![7, -1_000_000])), -5, (-128, 127)),
+            (1.0 / 3.0, 3.0, 2.0, Some(Bias::Float32(vec![0.25, -3.5])), 0, (0, 255)),
+            (1e-3, 2.5e-3, 1e-5, Some(Bias::Int32(vec![i32::MAX, i32::MIN])), 128, (0, 255)),
+            (0.02, 0.002, 1e-3, Some(Bias::Float32(vec![0.5, -0.5])), 128, (128, 255)),
+            (1.0, 1.0, 1.0, None, 0, (i32::MIN, i32::MAX)),
+            (1e30, 1e30, 1e-30, None, 0, (0, 255)),
+        ];
+        for (si, sw, so, bias, zp, range) in cases {
+            let channels = if bias.is_some() { 2 } else { 1 };
+            let r = ExactRequantizer::new(si, |_| sw, so, bias.as_ref(), channels, zp, range);
+            for oc in 0..channels {
+                let accs: Vec<f32> = (-40_000..40_000)
+                    .step_by(3)
+                    .chain([-(1 << 24) + 1, (1 << 24) - 1, 1 << 23, -(1 << 23)])
+                    .map(|a| a as f32)
+                    .collect();
+                for isa in KernelIsa::available() {
+                    for chunk in accs.chunks(61) {
+                        let mut out = vec![0; chunk.len()];
+                        r.requantize_run_f32(isa, chunk, oc, &mut out);
+                        for (&a, &o) in chunk.iter().zip(&out) {
+                            assert_eq!(o, r.requantize(a as i64, oc), "{isa}: acc {a} channel {oc} scales {si} {sw} {so}");
+                        }
+                    }
+                }
             }
         }
     }

@@ -83,6 +83,20 @@ pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32
     }
 }
 
+/// [`super::scalar::requantize_f32`] with `isa`'s vectors. Panics unless `isa` has AVX2.
+pub fn requantize_f32(isa: KernelIsa, accs: &[f32], e: &super::scalar::F32Estimate, out: &mut [i32]) -> u64 {
+    assert!(isa.has_avx2(), "an AVX2 kernel set");
+    let n = accs.len().min(64);
+    assert!(out.len() >= n, "output too short");
+    if isa.is_avx512_vnni() {
+        // SAFETY: AVX-512 F detected (KernelIsa); n <= 64 values of both slices.
+        unsafe { planar::requantize_f32_avx512(accs.as_ptr(), n, e, out.as_mut_ptr()) }
+    } else {
+        // SAFETY: AVX2 detected; n <= 64 values of both slices.
+        unsafe { planar::requantize_f32_avx2(accs.as_ptr(), n, e, out.as_mut_ptr()) }
+    }
+}
+
 /// Register tile `(mr, nr)` of `isa`'s indirect kernel for `family`: u8 x s8 exact (VNNI sets
 /// only), u8 x s8 pairs, or i16 (AVX2 sets).
 pub fn indirect_tile(isa: KernelIsa, u8s8_exact: bool) -> Option<(usize, usize)> {

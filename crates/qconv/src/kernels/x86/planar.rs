@@ -6,6 +6,8 @@
 
 use std::arch::x86_64::*;
 
+use crate::kernels::scalar::F32Estimate;
+
 /// # Safety
 /// The CPU must support AVX2 and FMA. `out` must hold `len` values, `len % 32 == 0`, and
 /// `src` must hold `offsets[t] + len` values for every tap; `weights.len() >= offsets.len()`.
@@ -54,5 +56,89 @@ pub unsafe fn planar_avx512(src: *const f32, offsets: &[usize], weights: &[f32],
             }
             j += 64;
         }
+    }
+}
+
+/// [`crate::kernels::scalar::requantize_f32`] on 16 lanes.
+///
+/// # Safety
+/// The CPU must support AVX-512 F. `accs` and `out` must hold `n <= 64` values.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn requantize_f32_avx512(accs: *const f32, n: usize, e: &F32Estimate, out: *mut i32) -> u64 {
+    const MAGIC: f32 = 12_582_912.0;
+    // SAFETY (whole body): masked loads and stores touch only accs[..n] and out[..n].
+    unsafe {
+        let (ib, sc, of) = (_mm512_set1_ps(e.int_bias), _mm512_set1_ps(e.scale), _mm512_set1_ps(e.offset));
+        let (vlo, vhi) = (_mm512_set1_ps(e.lo as f32 - 2.0), _mm512_set1_ps(e.hi as f32 + 2.0));
+        let (thr, eps, magic) = (_mm512_set1_ps(e.threshold), _mm512_set1_ps(e.eps), _mm512_set1_ps(MAGIC));
+        let (lo, hi) = (_mm512_set1_epi32(e.lo), _mm512_set1_epi32(e.hi));
+        let abs = _mm512_set1_epi32(0x7fff_ffff);
+        let mut unsure = 0u64;
+        let mut i = 0;
+        while i < n {
+            let mask: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
+            let a = _mm512_maskz_loadu_ps(mask, accs.add(i));
+            let p = _mm512_mul_ps(_mm512_add_ps(a, ib), sc);
+            let v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(p, of), vlo), vhi);
+            let t = _mm512_add_ps(v, magic);
+            let r = _mm512_sub_ps(t, magic);
+            let d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(v, r)), abs));
+            let pa = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(p), abs));
+            // Separate multiply and add, as the scalar definition rounds them.
+            let m = _mm512_add_ps(d, _mm512_mul_ps(pa, eps));
+            let bad = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(mask, m, thr);
+            unsure |= (bad as u64) << i;
+            // q + zp = bits(t) - bits(MAGIC) + zp, clamped before the zero point is added.
+            let q = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(MAGIC.to_bits() as i32));
+            let q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), _mm512_set1_epi32(e.zero_point));
+            _mm512_mask_storeu_epi32(out.add(i), mask, q);
+            i += 16;
+        }
+        unsure
+    }
+}
+
+/// [`crate::kernels::scalar::requantize_f32`] on 8 lanes.
+///
+/// # Safety
+/// The CPU must support AVX2. `accs` and `out` must hold `n <= 64` values.
+#[target_feature(enable = "avx2")]
+pub unsafe fn requantize_f32_avx2(accs: *const f32, n: usize, e: &F32Estimate, out: *mut i32) -> u64 {
+    const MAGIC: f32 = 12_582_912.0;
+    // SAFETY (whole body): full vectors touch accs[i..i + 8] and out[i..i + 8] with i + 8 <= n;
+    // the tail goes through the scalar definition on the remaining slices.
+    unsafe {
+        let (ib, sc, of) = (_mm256_set1_ps(e.int_bias), _mm256_set1_ps(e.scale), _mm256_set1_ps(e.offset));
+        let (vlo, vhi) = (_mm256_set1_ps(e.lo as f32 - 2.0), _mm256_set1_ps(e.hi as f32 + 2.0));
+        let (thr, eps, magic) = (_mm256_set1_ps(e.threshold), _mm256_set1_ps(e.eps), _mm256_set1_ps(MAGIC));
+        let (lo, hi) = (_mm256_set1_epi32(e.lo), _mm256_set1_epi32(e.hi));
+        let zp = _mm256_set1_epi32(e.zero_point);
+        let magic_bits = _mm256_set1_epi32(MAGIC.to_bits() as i32);
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let mut unsure = 0u64;
+        let mut i = 0;
+        while i + 8 <= n {
+            let a = _mm256_loadu_ps(accs.add(i));
+            let p = _mm256_mul_ps(_mm256_add_ps(a, ib), sc);
+            // max/min with the constant second: a NaN cannot occur (finite inputs), and the
+            // operand order matches f32::max/min for non-NaN values.
+            let v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(p, of), vlo), vhi);
+            let t = _mm256_add_ps(v, magic);
+            let r = _mm256_sub_ps(t, magic);
+            let d = _mm256_and_ps(_mm256_sub_ps(v, r), abs);
+            let m = _mm256_add_ps(d, _mm256_mul_ps(_mm256_and_ps(p, abs), eps));
+            let bad = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(m, thr)) as u64;
+            unsure |= bad << i;
+            let q = _mm256_sub_epi32(_mm256_castps_si256(t), magic_bits);
+            let q = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(q, lo), hi), zp);
+            _mm256_storeu_si256(out.add(i) as *mut __m256i, q);
+            i += 8;
+        }
+        if i < n {
+            let tail = std::slice::from_raw_parts(accs.add(i), n - i);
+            let out = std::slice::from_raw_parts_mut(out.add(i), n - i);
+            unsure |= crate::kernels::scalar::requantize_f32(tail, e, out) << i;
+        }
+        unsure
     }
 }
