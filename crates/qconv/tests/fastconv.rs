@@ -181,6 +181,8 @@ proptest! {
         for kernel in KernelIsa::available() {
             for threads in [1, 3] {
                 let plan = ConvPlan::new(&l, Reduction::Exact, kernel, threads).unwrap().expect("fits int32");
+                let route = if s.cg == 1 { "planar" } else { "direct" };
+                prop_assert!(plan.route().contains(route), "{}", plan.route());
                 // Run a bigger, different layer first so that nothing from it may leak.
                 prop_assert_eq!(&run_plan(&plan, &l), &reference, "{} x{}", kernel, threads);
                 let mut other = l.clone();
@@ -226,6 +228,8 @@ proptest! {
         let reference = accumulate(g, &l.input.data, &l.weight.data, &model);
         for kernel in KernelIsa::available() {
             let plan = ConvPlan::new(&l, Reduction::PairSaturating, kernel, 2).unwrap().expect("u8 x s8");
+            // Odd channel counts pair across taps: the indirect GEMM route.
+            prop_assert_eq!(plan.route().contains("direct"), s.cg % 2 == 0, "{}", plan.route());
             prop_assert_eq!(&run_plan(&plan, &l), &reference, "{}", kernel);
         }
     }

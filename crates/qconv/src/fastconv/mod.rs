@@ -17,6 +17,7 @@
 //! inputs) take the planar route instead when its float32 sums are exact (see `planar.rs`). Results never depend on the thread count: every output element is
 //! computed by one thread with the same sequence of operations.
 
+mod direct;
 mod planar;
 pub mod output;
 
@@ -48,6 +49,8 @@ enum Family {
     I16,
     /// The planar kernel.
     Planar,
+    /// The direct kernels.
+    Direct,
 }
 
 /// A layer prepared for the fast convolution.
@@ -82,6 +85,7 @@ pub struct ConvPlan {
     weight_zero_points: Vec<i32>,
     needs_row_sums: bool,
     planar: Option<planar::PlanarPlan>,
+    direct: Option<direct::DirectPlan>,
     pool: Option<Arc<rayon::ThreadPool>>,
 }
 
@@ -142,11 +146,16 @@ impl ConvPlan {
             Reduction::Exact => planar::PlanarPlan::new(layer, kernel),
             Reduction::PairSaturating => None,
         };
-        if let Some(planar) = planar {
+        let direct = match planar {
+            Some(_) => None,
+            None => direct::DirectPlan::new(layer, reduction, kernel),
+        };
+        if planar.is_some() || direct.is_some() {
+            let family = if planar.is_some() { Family::Planar } else { Family::Direct };
             return Ok(Some(ConvPlan {
                 g,
                 kernel,
-                family: Family::Planar,
+                family,
                 mr: 0,
                 nr: 0,
                 k_len,
@@ -162,7 +171,8 @@ impl ConvPlan {
                 column_correction: Vec::new(),
                 weight_zero_points: Vec::new(),
                 needs_row_sums: false,
-                planar: Some(planar),
+                planar,
+                direct,
                 pool,
             }));
         }
@@ -292,6 +302,7 @@ impl ConvPlan {
             weight_zero_points: packed_zero_points,
             needs_row_sums,
             planar: None,
+            direct: None,
             pool,
         }))
     }
@@ -308,6 +319,7 @@ impl ConvPlan {
             Family::U8S8 { pairs: false } => "u8 x s8, exact int32",
             Family::I16 => "i16 x i16, exact int32",
             Family::Planar => "planar float32 sums, exact",
+            Family::Direct => self.direct.as_ref().map_or("direct", |d| d.route()),
         };
         format!("{} kernels, {what}", self.kernel)
     }
@@ -325,6 +337,9 @@ impl ConvPlan {
         assert_eq!(out.len(), n_len * oc_len * plane, "output length");
         if let Some(planar) = &self.planar {
             return planar.run(self.pool.as_deref(), input, out, stage);
+        }
+        if let Some(direct) = &self.direct {
+            return direct.run(self.pool.as_deref(), input, out, stage);
         }
         let threads = self.pool.as_ref().map_or(1, |p| p.current_num_threads());
         let tile = self.mr;
@@ -552,7 +567,7 @@ impl ConvPlan {
                 let b = &self.b_u8s8[start..start + self.panel_len];
                 dispatch_u8s8(self.kernel, pairs, mr, nr, steps, a8, b, c);
             }
-            Family::Planar => unreachable!("planar plans do not tile"),
+            Family::Planar | Family::Direct => unreachable!("planar and direct plans do not tile"),
         }
     }
 

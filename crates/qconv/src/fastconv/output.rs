@@ -5,6 +5,7 @@
 //! a time.
 
 use crate::kernels::KernelIsa;
+use crate::kernels::scalar::EstimateInput;
 use crate::requant::{ExactRequantizer, Requantizer};
 
 /// Output element types.
@@ -56,8 +57,16 @@ fn store_bytes_transposed(values: &[u8], stride: usize, rows: usize, cols: usize
             *word = u64::from_le_bytes(row);
         }
         transpose_8x8(&mut w);
-        for (n, word) in w.iter().enumerate() {
-            channels[n0 + n][at..at + rows].copy_from_slice(&word.to_le_bytes()[..rows]);
+        if rows == 8 {
+            // A fixed-size copy: one 8-byte store, not a call to memcpy.
+            for (n, word) in w.iter().enumerate() {
+                let dst: &mut [u8; 8] = (&mut channels[n0 + n][at..at + 8]).try_into().expect("8 bytes");
+                *dst = word.to_le_bytes();
+            }
+        } else {
+            for (n, word) in w.iter().enumerate() {
+                channels[n0 + n][at..at + rows].copy_from_slice(&word.to_le_bytes()[..rows]);
+            }
         }
         n0 += 8;
     }
@@ -112,6 +121,8 @@ pub trait OutputStage: Sync {
     /// float32 integers below 2^24 in magnitude (exact; the planar route's sums).
     /// `isa` is the kernel set the plan runs.
     fn run(&self, isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [Self::Out]);
+    /// As [`Self::run`], for int32 accumulators.
+    fn run_i32(&self, isa: KernelIsa, accs: &[i32], oc: usize, out: &mut [Self::Out]);
 }
 
 /// The accumulators themselves.
@@ -130,6 +141,11 @@ impl OutputStage for Accumulators {
         for (o, &a) in out.iter_mut().zip(accs) {
             *o = exact_f32_to_i32(a);
         }
+    }
+
+    #[inline(always)]
+    fn run_i32(&self, _isa: KernelIsa, accs: &[i32], _oc: usize, out: &mut [i32]) {
+        out[..accs.len()].copy_from_slice(accs);
     }
 }
 
@@ -150,6 +166,13 @@ impl<T: OutputValue, F: Fn(i32, usize) -> T + Sync> OutputStage for PerElement<F
     fn run(&self, _isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [T]) {
         for (&a, o) in accs.iter().zip(out.iter_mut()) {
             *o = (self.0)(exact_f32_to_i32(a), oc);
+        }
+    }
+
+    #[inline(always)]
+    fn run_i32(&self, _isa: KernelIsa, accs: &[i32], oc: usize, out: &mut [T]) {
+        for (&a, o) in accs.iter().zip(out.iter_mut()) {
+            *o = (self.0)(a, oc);
         }
     }
 }
@@ -184,6 +207,13 @@ impl<R: Requantizer<Acc = i32>, T: OutputValue> OutputStage for Requantized<'_, 
     fn run(&self, _isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [T]) {
         for (&a, o) in accs.iter().zip(out.iter_mut()) {
             *o = T::from_i32(self.requantizer.requantize(exact_f32_to_i32(a), oc));
+        }
+    }
+
+    #[inline(always)]
+    fn run_i32(&self, _isa: KernelIsa, accs: &[i32], oc: usize, out: &mut [T]) {
+        for (&a, o) in accs.iter().zip(out.iter_mut()) {
+            *o = T::from_i32(self.requantizer.requantize(a, oc));
         }
     }
 }
@@ -221,6 +251,18 @@ impl<T: OutputValue> OutputStage for ExactRequantized<'_, T> {
 
     #[inline(always)]
     fn run(&self, isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [T]) {
+        self.run_any(isa, accs, oc, out)
+    }
+
+    #[inline(always)]
+    fn run_i32(&self, isa: KernelIsa, accs: &[i32], oc: usize, out: &mut [T]) {
+        self.run_any(isa, accs, oc, out)
+    }
+}
+
+impl<T: OutputValue> ExactRequantized<'_, T> {
+    #[inline(always)]
+    fn run_any<A: EstimateInput>(&self, isa: KernelIsa, accs: &[A], oc: usize, out: &mut [T]) {
         let mut values = [0i32; 64];
         for (accs, out) in accs.chunks(64).zip(out.chunks_mut(64)) {
             let n = accs.len();

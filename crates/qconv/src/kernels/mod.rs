@@ -33,7 +33,7 @@ pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32
 
 /// The float32 requantization estimate (see [`scalar::requantize_f32`]) with `isa`'s kernel.
 #[inline(always)]
-pub fn requantize_f32(isa: KernelIsa, accs: &[f32], e: &scalar::F32Estimate, out: &mut [i32]) -> u64 {
+pub fn requantize_f32<A: scalar::EstimateInput>(isa: KernelIsa, accs: &[A], e: &scalar::F32Estimate, out: &mut [i32]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         if isa.has_avx2() {
@@ -42,6 +42,97 @@ pub fn requantize_f32(isa: KernelIsa, accs: &[f32], e: &scalar::F32Estimate, out
     }
     let _ = isa;
     scalar::requantize_f32(accs, e, out)
+}
+
+/// What a direct kernel computes (see `fastconv/direct.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectKind {
+    /// Exact u8 x s8 on channel quads.
+    U8S8,
+    /// u8 x s8 on channel quads, each pair of products summed in saturating int16.
+    U8S8Pairs,
+    /// Exact i16 x i16 on channel pairs.
+    I16,
+}
+
+impl DirectKind {
+    /// Channels interleaved per pixel in the input layout.
+    pub fn width(self) -> usize {
+        match self {
+            DirectKind::I16 => 2,
+            _ => 4,
+        }
+    }
+}
+
+/// The kernel `kind` runs on `isa`: the tile `(mr output channels, tw pixels)`. Scalar kernels
+/// cover every kind.
+pub fn direct_tile(isa: KernelIsa, kind: DirectKind) -> (usize, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(tile) = x86::direct_tile(isa, kind) {
+            return tile;
+        }
+    }
+    let _ = (isa, kind);
+    SCALAR_DIRECT_TILE
+}
+
+/// The scalar direct kernels' tile.
+const SCALAR_DIRECT_TILE: (usize, usize) = (4, 16);
+
+/// Direct u8 x s8 tile (see [`scalar::direct_u8s8`]) with the tile of [`direct_tile`].
+#[inline(always)]
+pub fn direct_u8s8(isa: KernelIsa, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32]) {
+    let kind = if pairs { DirectKind::U8S8Pairs } else { DirectKind::U8S8 };
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::direct_tile(isa, kind).is_some() {
+            return x86::direct_u8s8(isa, pairs, steps, b, w, acc);
+        }
+    }
+    let _ = kind;
+    let (mr, tw) = SCALAR_DIRECT_TILE;
+    scalar::direct_u8s8(mr, tw, pairs, steps, b, w, acc)
+}
+
+/// Direct i16 tile (see [`scalar::direct_i16`]) with the tile of [`direct_tile`].
+#[inline(always)]
+pub fn direct_i16(isa: KernelIsa, steps: &[usize], b: &[i16], w: &[i16], acc: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::direct_tile(isa, DirectKind::I16).is_some() {
+            return x86::direct_i16(isa, steps, b, w, acc);
+        }
+    }
+    let (mr, tw) = SCALAR_DIRECT_TILE;
+    scalar::direct_i16(mr, tw, steps, b, w, acc)
+}
+
+/// Four byte rows interleaved into `out` (see [`scalar::interleave`]).
+#[inline(always)]
+pub fn interleave_u8x4(isa: KernelIsa, rows: [&[u8]; 4], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.has_avx2() {
+            return x86::interleave_u8x4(isa, rows, out);
+        }
+    }
+    let _ = isa;
+    scalar::interleave(rows, out)
+}
+
+/// Two i16 rows interleaved into `out` (see [`scalar::interleave`]).
+#[inline(always)]
+pub fn interleave_i16x2(isa: KernelIsa, rows: [&[i16]; 2], out: &mut [i16]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.has_avx2() {
+            return x86::interleave_i16x2(isa, rows, out);
+        }
+    }
+    let _ = isa;
+    scalar::interleave(rows, out)
 }
 
 /// An instruction set a kernel is written for. Values other than `Scalar` can only be obtained

@@ -145,6 +145,40 @@ pub fn planar_f32(src: &[f32], offsets: &[usize], weights: &[f32], out: &mut [f3
     }
 }
 
+/// Accumulators the float32 estimate takes: float32 integers (exact, below 2^24) or int32
+/// (rounded to float32, which the estimate's error allowance covers).
+pub trait EstimateInput: Copy {
+    /// Whether the type is `f32` (else `i32`).
+    const IS_F32: bool;
+    fn to_f32(self) -> f32;
+    /// The exact integer.
+    fn to_i64(self) -> i64;
+}
+
+impl EstimateInput for f32 {
+    const IS_F32: bool = true;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+}
+
+impl EstimateInput for i32 {
+    const IS_F32: bool = false;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    #[inline(always)]
+    fn to_i64(self) -> i64 {
+        self as i64
+    }
+}
+
 /// A channel's constants for [`requantize_f32`]: the float32 estimate of exact requantization
 /// (see `ExactRequantizer::requantize_run_f32` for the error analysis).
 #[derive(Clone, Copy, Debug)]
@@ -166,13 +200,13 @@ pub struct F32Estimate {
 /// plus the zero point. Returns the mask of elements too near a tie for the estimate (bit `i`
 /// for element `i`), which the caller recomputes exactly. SIMD kernels compute the same
 /// float32 operations in the same order, so they agree bit for bit.
-pub fn requantize_f32(accs: &[f32], e: &F32Estimate, out: &mut [i32]) -> u64 {
+pub fn requantize_f32<A: EstimateInput>(accs: &[A], e: &F32Estimate, out: &mut [i32]) -> u64 {
     const MAGIC: f32 = 12_582_912.0;
     let n = accs.len().min(64);
     let (vlo, vhi) = (e.lo as f32 - 2.0, e.hi as f32 + 2.0);
     let mut unsure = 0u64;
     for (i, (&a, o)) in accs[..n].iter().zip(out.iter_mut()).enumerate() {
-        let p = (a + e.int_bias) * e.scale;
+        let p = (a.to_f32() + e.int_bias) * e.scale;
         let v = (p + e.offset).max(vlo).min(vhi);
         let t = v + MAGIC;
         let r = t - MAGIC;
@@ -183,4 +217,54 @@ pub fn requantize_f32(accs: &[f32], e: &F32Estimate, out: &mut [i32]) -> u64 {
         *o = q.clamp(e.lo, e.hi) + e.zero_point;
     }
     unsure
+}
+
+/// Direct tile (see `kernels::direct_u8s8`): `acc[m * tw + j] = sum over steps s, i < 4 of
+/// w[(s * mr + m) * 4 + i] * b[steps[s] + 4 j + i]`, in wrapping int32; with `pairs`, each pair
+/// of products (`i = 0, 1` and `i = 2, 3`) is first summed in saturating int16.
+pub fn direct_u8s8(mr: usize, tw: usize, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32]) {
+    acc[..mr * tw].fill(0);
+    for (s, &offset) in steps.iter().enumerate() {
+        let bs = &b[offset..offset + 4 * tw];
+        for m in 0..mr {
+            let wq = &w[(s * mr + m) * 4..(s * mr + m) * 4 + 4];
+            let row = &mut acc[m * tw..(m + 1) * tw];
+            for (a, x) in row.iter_mut().zip(bs.chunks_exact(4)) {
+                let p: [i32; 4] = std::array::from_fn(|i| x[i] as i32 * wq[i] as i32);
+                let sum = if pairs {
+                    sat16(p[0] + p[1]) + sat16(p[2] + p[3])
+                } else {
+                    p[0] + p[1] + p[2] + p[3]
+                };
+                *a = a.wrapping_add(sum);
+            }
+        }
+    }
+}
+
+/// Direct tile on i16 pairs: `acc[m * tw + j] = sum over steps s, i < 2 of
+/// w[(s * mr + m) * 2 + i] * b[steps[s] + 2 j + i]`, in wrapping int32.
+pub fn direct_i16(mr: usize, tw: usize, steps: &[usize], b: &[i16], w: &[i16], acc: &mut [i32]) {
+    acc[..mr * tw].fill(0);
+    for (s, &offset) in steps.iter().enumerate() {
+        let bs = &b[offset..offset + 2 * tw];
+        for m in 0..mr {
+            let wp = &w[(s * mr + m) * 2..(s * mr + m) * 2 + 2];
+            let row = &mut acc[m * tw..(m + 1) * tw];
+            for (a, x) in row.iter_mut().zip(bs.chunks_exact(2)) {
+                let sum = x[0] as i32 * wp[0] as i32 + x[1] as i32 * wp[1] as i32;
+                *a = a.wrapping_add(sum);
+            }
+        }
+    }
+}
+
+/// `out[W j + i] = rows[i][j]`: rows interleaved element by element.
+pub fn interleave<T: Copy, const W: usize>(rows: [&[T]; W], out: &mut [T]) {
+    let n = rows.iter().map(|r| r.len()).min().unwrap_or(0);
+    for (j, group) in out.chunks_exact_mut(W).take(n).enumerate() {
+        for (i, slot) in group.iter_mut().enumerate() {
+            *slot = rows[i][j];
+        }
+    }
 }

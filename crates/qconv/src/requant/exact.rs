@@ -6,7 +6,7 @@ use num_traits::{One, Zero};
 
 use super::{RequantTrace, Requantizer};
 use crate::kernels::KernelIsa;
-use crate::kernels::scalar::F32Estimate;
+use crate::kernels::scalar::{EstimateInput, F32Estimate};
 use crate::layer::Bias;
 
 /// Splits a finite `f64` into `(m, e)` with `x == m * 2^e` exactly.
@@ -168,6 +168,17 @@ pub struct ExactRequantizer {
     /// Per channel, for [`ExactRequantizer::requantize_run_f32`]; empty when the output range
     /// is too wide for that path.
     run_estimates: Vec<F32Estimate>,
+    /// The same constants by field, for the row path.
+    row_columns: EstimateColumns,
+}
+
+/// [`F32Estimate`] fields per channel, as columns.
+#[derive(Default)]
+struct EstimateColumns {
+    int_bias: Vec<f32>,
+    scale: Vec<f32>,
+    offset: Vec<f32>,
+    threshold: Vec<f32>,
 }
 
 /// The float32 path's error allowance per unit of magnitude (see `requantize_run_f32`).
@@ -220,8 +231,15 @@ impl ExactRequantizer {
         } else {
             Vec::new()
         };
+        let row_columns = EstimateColumns {
+            int_bias: run_estimates.iter().map(|e| e.int_bias).collect(),
+            scale: run_estimates.iter().map(|e| e.scale).collect(),
+            offset: run_estimates.iter().map(|e| e.offset).collect(),
+            threshold: run_estimates.iter().map(|e| e.threshold).collect(),
+        };
         ExactRequantizer {
             run_estimates,
+            row_columns,
             int_bias: channels.iter().map(|c: &ChannelRatio| c.int_bias as f64).collect(),
             scale: channels.iter().map(|c| c.scale).collect(),
             offset: channels.iter().map(|c| c.offset).collect(),
@@ -239,25 +257,15 @@ impl ExactRequantizer {
     #[inline(always)]
     pub fn requantize_row(&self, accs: &[i32], oc0: usize, out: &mut [i32]) {
         let n = accs.len().min(out.len()).min(64);
+        if let Some(first) = self.run_estimates.first() {
+            return self.requantize_row_f32(first, &accs[..n], oc0, &mut out[..n]);
+        }
         let params = RowParams {
             int_bias: &self.int_bias[oc0..oc0 + n],
             scale: &self.scale[oc0..oc0 + n],
             offset: &self.offset[oc0..oc0 + n],
         };
         self.requantize_fast(&accs[..n], &params, &mut out[..n], |i| oc0 + i);
-    }
-
-    /// Requantizes accumulators of channel `oc` (a run of output pixels) into `out`, like
-    /// [`Self::requantize_row`]. At most 64 elements per call.
-    #[inline(always)]
-    pub fn requantize_run(&self, accs: &[i32], oc: usize, out: &mut [i32]) {
-        let n = accs.len().min(out.len()).min(64);
-        let params = RunParams {
-            int_bias: self.int_bias[oc],
-            scale: self.scale[oc],
-            offset: self.offset[oc],
-        };
-        self.requantize_fast(&accs[..n], &params, &mut out[..n], |_| oc);
     }
 
     /// Requantizes accumulators of channel `oc` given as float32 integers (each an exact
@@ -275,7 +283,7 @@ impl ExactRequantizer {
     /// clamps anyway), which keeps it far below 2^22, where adding `1.5 * 2^23` rounds to an
     /// integer held in the low mantissa bits.
     #[inline(always)]
-    pub fn requantize_run_f32(&self, isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [i32]) {
+    pub fn requantize_run_f32<A: EstimateInput>(&self, isa: KernelIsa, accs: &[A], oc: usize, out: &mut [i32]) {
         let n = accs.len().min(out.len()).min(64);
         let unsure = match self.run_estimates.get(oc) {
             Some(e) => crate::kernels::requantize_f32(isa, &accs[..n], e, &mut out[..n]),
@@ -284,7 +292,40 @@ impl ExactRequantizer {
         if unsure != 0 {
             for i in 0..n {
                 if unsure >> i & 1 == 1 {
-                    out[i] = self.requantize(accs[i] as i64, oc);
+                    out[i] = self.requantize(accs[i].to_i64(), oc);
+                }
+            }
+        }
+    }
+
+    /// The row path on the float32 estimate of [`Self::requantize_run_f32`], with each
+    /// element's own channel constants (a loop the compiler vectorizes). `first` carries the
+    /// constants common to all channels (range, zero point, allowance).
+    #[inline(always)]
+    fn requantize_row_f32(&self, first: &F32Estimate, accs: &[i32], oc0: usize, out: &mut [i32]) {
+        const MAGIC: f32 = 12_582_912.0;
+        let n = accs.len();
+        let cols = &self.row_columns;
+        let (ib, sc) = (&cols.int_bias[oc0..oc0 + n], &cols.scale[oc0..oc0 + n]);
+        let (of, th) = (&cols.offset[oc0..oc0 + n], &cols.threshold[oc0..oc0 + n]);
+        let (lo, hi, zp, eps) = (first.lo, first.hi, first.zero_point, first.eps);
+        let (vlo, vhi) = (lo as f32 - 2.0, hi as f32 + 2.0);
+        let mut unsure = [false; 64];
+        let mut any_unsure = false;
+        for i in 0..n {
+            let p = (accs[i] as f32 + ib[i]) * sc[i];
+            let v = (p + of[i]).max(vlo).min(vhi);
+            let t = v + MAGIC;
+            let r = t - MAGIC;
+            unsure[i] = (v - r).abs() + p.abs() * eps >= th[i];
+            any_unsure |= unsure[i];
+            let q = t.to_bits() as i32 - MAGIC.to_bits() as i32;
+            out[i] = q.clamp(lo, hi) + zp;
+        }
+        if any_unsure {
+            for i in 0..n {
+                if unsure[i] {
+                    out[i] = self.requantize(accs[i] as i64, oc0 + i);
                 }
             }
         }
@@ -357,20 +398,6 @@ impl FastParams for RowParams<'_> {
     #[inline(always)]
     fn get(&self, i: usize) -> (f64, f64, f64) {
         (self.int_bias[i], self.scale[i], self.offset[i])
-    }
-}
-
-/// One channel: the same constants for every element.
-struct RunParams {
-    int_bias: f64,
-    scale: f64,
-    offset: f64,
-}
-
-impl FastParams for RunParams {
-    #[inline(always)]
-    fn get(&self, _: usize) -> (f64, f64, f64) {
-        (self.int_bias, self.scale, self.offset)
     }
 }
 
@@ -478,13 +505,18 @@ mod tests {
     fn rows_agree_with_elements() {
         let scales: Vec<f64> = (0..40).map(|i| 0.001 + 0.0003 * i as f64).collect();
         let bias = Bias::Float32((0..40).map(|i| i as f32 * 0.37 - 5.0).collect());
-        let r = ExactRequantizer::new(0.02, |oc| scales[oc], 0.05, Some(&bias), 40, 7, (0, 255));
-        let accs: Vec<i32> = (0..40).map(|i| i * 977 - 15000).collect();
-        for start in [0, 3] {
-            let mut out = vec![0; 40 - start];
-            r.requantize_row(&accs[start..], start, &mut out);
-            for (i, &o) in out.iter().enumerate() {
-                assert_eq!(o, r.requantize(accs[start + i] as i64, start + i));
+        // A narrow range (the float32 estimate) and a wide one (the f64 estimate).
+        for range in [(0, 255), (i32::MIN, i32::MAX)] {
+            let r = ExactRequantizer::new(0.02, |oc| scales[oc], 0.05, Some(&bias), 40, 7, range);
+            for step in [977, 3, 55_555_555] {
+                let accs: Vec<i32> = (0..40).map(|i| (i * step - 20 * step).max(i32::MIN / 2 + 1) * 2).collect();
+                for start in [0, 3] {
+                    let mut out = vec![0; 40 - start];
+                    r.requantize_row(&accs[start..], start, &mut out);
+                    for (i, &o) in out.iter().enumerate() {
+                        assert_eq!(o, r.requantize(accs[start + i] as i64, start + i), "{range:?} {step}");
+                    }
+                }
             }
         }
     }
@@ -511,7 +543,19 @@ mod tests {
                     .chain([-(1 << 24) + 1, (1 << 24) - 1, 1 << 23, -(1 << 23)])
                     .map(|a| a as f32)
                     .collect();
+                let wide: Vec<i32> = (-40_000i64..40_000)
+                    .step_by(7)
+                    .map(|a| (a * 53_687) as i32)
+                    .chain([i32::MIN, i32::MAX, i32::MIN + 1, 1 << 30])
+                    .collect();
                 for isa in KernelIsa::available() {
+                    for chunk in wide.chunks(57) {
+                        let mut out = vec![0; chunk.len()];
+                        r.requantize_run_f32(isa, chunk, oc, &mut out);
+                        for (&a, &o) in chunk.iter().zip(&out) {
+                            assert_eq!(o, r.requantize(a as i64, oc), "{isa}: int32 acc {a} channel {oc}");
+                        }
+                    }
                     for chunk in accs.chunks(61) {
                         let mut out = vec![0; chunk.len()];
                         r.requantize_run_f32(isa, chunk, oc, &mut out);

@@ -5,6 +5,7 @@
 mod avx2;
 mod avx512vnni;
 mod avxvnni;
+mod direct;
 mod planar;
 
 use super::KernelIsa;
@@ -83,8 +84,79 @@ pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32
     }
 }
 
+/// The direct kernel tile `(mr, tw)` of `isa` for exact u8 x s8 (VNNI sets only), saturating
+/// u8 x s8 pairs, or exact i16.
+pub fn direct_tile(isa: KernelIsa, kind: super::DirectKind) -> Option<(usize, usize)> {
+    use super::DirectKind::*;
+    match kind {
+        U8S8 if isa.is_avx512_vnni() => Some(direct::AVX512_TILE),
+        U8S8 if isa.is_avx_vnni() => Some(direct::AVXVNNI_TILE),
+        U8S8 => None,
+        U8S8Pairs if isa.has_avx2() => Some(direct::AVX2_PAIRS_TILE),
+        I16 if isa.has_avx2() => Some(direct::AVX2_I16_TILE),
+        _ => None,
+    }
+}
+
+/// Checks every extent a direct kernel reads and writes.
+fn check_direct(tile: (usize, usize), width: usize, steps: &[usize], b: usize, w: usize, acc: usize) {
+    let (mr, tw) = tile;
+    let span = tw * width;
+    assert!(steps.iter().all(|&s| s + span <= b), "step outside B");
+    assert!(w >= steps.len() * mr * width, "weight panel too short");
+    assert!(acc >= mr * tw, "accumulator tile too short");
+}
+
+/// Direct u8 x s8 tile (see [`super::scalar::direct_u8s8`]) with `isa`'s kernel. Panics if
+/// `isa` has none for this kind or an extent is wrong.
+pub fn direct_u8s8(isa: KernelIsa, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32]) {
+    let kind = if pairs { super::DirectKind::U8S8Pairs } else { super::DirectKind::U8S8 };
+    let tile = direct_tile(isa, kind).expect("a direct kernel for this kernel set");
+    check_direct(tile, 4, steps, b.len(), w.len(), acc.len());
+    let (b, w, acc) = (b.as_ptr(), w.as_ptr(), acc.as_mut_ptr());
+    if pairs {
+        // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
+        unsafe { direct::u8s8_pairs_avx2(steps, b, w, acc) }
+    } else if isa.is_avx512_vnni() {
+        // SAFETY: AVX-512 F/BW/VNNI detected; every extent checked above.
+        unsafe { direct::u8s8_avx512(steps, b, w, acc) }
+    } else {
+        // SAFETY: AVX2 + AVX-VNNI detected; every extent checked above.
+        unsafe { direct::u8s8_avxvnni(steps, b, w, acc) }
+    }
+}
+
+/// Direct i16 tile (see [`super::scalar::direct_i16`]) on AVX2. Panics unless `isa` has AVX2
+/// or if an extent is wrong.
+pub fn direct_i16(isa: KernelIsa, steps: &[usize], b: &[i16], w: &[i16], acc: &mut [i32]) {
+    let tile = direct_tile(isa, super::DirectKind::I16).expect("an AVX2 kernel set");
+    check_direct(tile, 2, steps, b.len(), w.len(), acc.len());
+    // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
+    unsafe { direct::i16_avx2(steps, b.as_ptr(), w.as_ptr(), acc.as_mut_ptr()) }
+}
+
+/// Four byte rows interleaved (see [`super::scalar::interleave`]). Panics unless `isa` has AVX2
+/// or `out` is shorter than four times the shortest row.
+pub fn interleave_u8x4(isa: KernelIsa, rows: [&[u8]; 4], out: &mut [u8]) {
+    assert!(isa.has_avx2(), "an AVX2 kernel set");
+    let n = rows.iter().map(|r| r.len()).min().unwrap_or(0);
+    assert!(out.len() >= 4 * n, "output too short");
+    // SAFETY: AVX2 detected; every row holds n bytes and out 4 n (checked above).
+    unsafe { direct::interleave_u8x4(rows.map(|r| r.as_ptr()), n, out.as_mut_ptr()) }
+}
+
+/// Two i16 rows interleaved. Panics unless `isa` has AVX2 or `out` is shorter than twice the
+/// shorter row.
+pub fn interleave_i16x2(isa: KernelIsa, rows: [&[i16]; 2], out: &mut [i16]) {
+    assert!(isa.has_avx2(), "an AVX2 kernel set");
+    let n = rows[0].len().min(rows[1].len());
+    assert!(out.len() >= 2 * n, "output too short");
+    // SAFETY: AVX2 detected; both rows hold n values and out 2 n (checked above).
+    unsafe { direct::interleave_i16x2(rows.map(|r| r.as_ptr()), n, out.as_mut_ptr()) }
+}
+
 /// [`super::scalar::requantize_f32`] with `isa`'s vectors. Panics unless `isa` has AVX2.
-pub fn requantize_f32(isa: KernelIsa, accs: &[f32], e: &super::scalar::F32Estimate, out: &mut [i32]) -> u64 {
+pub fn requantize_f32<A: super::scalar::EstimateInput>(isa: KernelIsa, accs: &[A], e: &super::scalar::F32Estimate, out: &mut [i32]) -> u64 {
     assert!(isa.has_avx2(), "an AVX2 kernel set");
     let n = accs.len().min(64);
     assert!(out.len() >= n, "output too short");

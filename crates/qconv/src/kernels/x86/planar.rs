@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::kernels::scalar::F32Estimate;
+use crate::kernels::scalar::{EstimateInput, F32Estimate};
 
 /// # Safety
 /// The CPU must support AVX2 and FMA. `out` must hold `len` values, `len % 32 == 0`, and
@@ -64,7 +64,7 @@ pub unsafe fn planar_avx512(src: *const f32, offsets: &[usize], weights: &[f32],
 /// # Safety
 /// The CPU must support AVX-512 F. `accs` and `out` must hold `n <= 64` values.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn requantize_f32_avx512(accs: *const f32, n: usize, e: &F32Estimate, out: *mut i32) -> u64 {
+pub unsafe fn requantize_f32_avx512<A: EstimateInput>(accs: *const A, n: usize, e: &F32Estimate, out: *mut i32) -> u64 {
     const MAGIC: f32 = 12_582_912.0;
     // SAFETY (whole body): masked loads and stores touch only accs[..n] and out[..n].
     unsafe {
@@ -77,7 +77,11 @@ pub unsafe fn requantize_f32_avx512(accs: *const f32, n: usize, e: &F32Estimate,
         let mut i = 0;
         while i < n {
             let mask: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
-            let a = _mm512_maskz_loadu_ps(mask, accs.add(i));
+            let a = if A::IS_F32 {
+                _mm512_maskz_loadu_ps(mask, accs.add(i) as *const f32)
+            } else {
+                _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, accs.add(i) as *const i32))
+            };
             let p = _mm512_mul_ps(_mm512_add_ps(a, ib), sc);
             let v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(p, of), vlo), vhi);
             let t = _mm512_add_ps(v, magic);
@@ -103,7 +107,7 @@ pub unsafe fn requantize_f32_avx512(accs: *const f32, n: usize, e: &F32Estimate,
 /// # Safety
 /// The CPU must support AVX2. `accs` and `out` must hold `n <= 64` values.
 #[target_feature(enable = "avx2")]
-pub unsafe fn requantize_f32_avx2(accs: *const f32, n: usize, e: &F32Estimate, out: *mut i32) -> u64 {
+pub unsafe fn requantize_f32_avx2<A: EstimateInput>(accs: *const A, n: usize, e: &F32Estimate, out: *mut i32) -> u64 {
     const MAGIC: f32 = 12_582_912.0;
     // SAFETY (whole body): full vectors touch accs[i..i + 8] and out[i..i + 8] with i + 8 <= n;
     // the tail goes through the scalar definition on the remaining slices.
@@ -118,7 +122,11 @@ pub unsafe fn requantize_f32_avx2(accs: *const f32, n: usize, e: &F32Estimate, o
         let mut unsure = 0u64;
         let mut i = 0;
         while i + 8 <= n {
-            let a = _mm256_loadu_ps(accs.add(i));
+            let a = if A::IS_F32 {
+                _mm256_loadu_ps(accs.add(i) as *const f32)
+            } else {
+                _mm256_cvtepi32_ps(_mm256_loadu_si256(accs.add(i) as *const __m256i))
+            };
             let p = _mm256_mul_ps(_mm256_add_ps(a, ib), sc);
             // max/min with the constant second: a NaN cannot occur (finite inputs), and the
             // operand order matches f32::max/min for non-NaN values.

@@ -1,0 +1,199 @@
+//! Direct kernels: output channels by output pixels, reading activations in place from a
+//! channel-interleaved input (`[channel group][pixel][4 u8]` or `[channel pair][pixel][2 i16]`).
+//!
+//! One reduction step is one tap of one channel quad (or pair): `steps[s]` is where that step's
+//! activations for pixel 0 of the tile start, the tile's pixels follow contiguously. The weights
+//! of a step are `MR` quads (pairs) in a row, broadcast one output channel at a time; each
+//! accumulator vector holds consecutive pixels of one output channel, so rows of the result are
+//! runs of an NCHW output plane.
+
+use std::arch::x86_64::*;
+
+/// AVX-512-VNNI tile: 6 output channels by 64 pixels (24 accumulators).
+pub const AVX512_TILE: (usize, usize) = (6, 64);
+/// AVX-VNNI tile: 4 output channels by 24 pixels (12 accumulators).
+pub const AVXVNNI_TILE: (usize, usize) = (4, 24);
+/// AVX2 tiles (pairs of u8 x s8 quads; i16 pairs): 4 output channels by 16 / 24 pixels.
+pub const AVX2_PAIRS_TILE: (usize, usize) = (4, 16);
+pub const AVX2_I16_TILE: (usize, usize) = (4, 24);
+
+/// Exact u8 x s8 with 512-bit `vpdpbusd`.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW and VNNI. For every step `s < steps.len()`,
+/// `b + steps[s]` must be valid for `64 * 4` bytes; `w` must hold `steps.len() * 6 * 4` bytes,
+/// `acc` `6 * 64` values.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub unsafe fn u8s8_avx512(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32) {
+    // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
+    unsafe {
+        let mut c = [[_mm512_setzero_si512(); 4]; 6];
+        for (s, &offset) in steps.iter().enumerate() {
+            let bp = b.add(offset) as *const __m512i;
+            let bv = [
+                _mm512_loadu_si512(bp),
+                _mm512_loadu_si512(bp.add(1)),
+                _mm512_loadu_si512(bp.add(2)),
+                _mm512_loadu_si512(bp.add(3)),
+            ];
+            let wp = w.add(s * 24) as *const i32;
+            for (m, row) in c.iter_mut().enumerate() {
+                let wv = _mm512_set1_epi32(wp.add(m).read_unaligned());
+                for (a, &bj) in row.iter_mut().zip(&bv) {
+                    *a = _mm512_dpbusd_epi32(*a, bj, wv);
+                }
+            }
+        }
+        for (m, row) in c.iter().enumerate() {
+            for (j, a) in row.iter().enumerate() {
+                _mm512_storeu_si512(acc.add(m * 64 + 16 * j) as *mut __m512i, *a);
+            }
+        }
+    }
+}
+
+/// Exact u8 x s8 with 256-bit AVX-VNNI `vpdpbusd`.
+///
+/// # Safety
+/// The CPU must support AVX2 and AVX-VNNI. For every step `s`, `b + steps[s]` must be valid for
+/// `24 * 4` bytes; `w` must hold `steps.len() * 4 * 4` bytes, `acc` `4 * 24` values.
+#[target_feature(enable = "avx2,avxvnni")]
+pub unsafe fn u8s8_avxvnni(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32) {
+    // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
+    unsafe {
+        let mut c = [[_mm256_setzero_si256(); 3]; 4];
+        for (s, &offset) in steps.iter().enumerate() {
+            let bp = b.add(offset) as *const __m256i;
+            let bv = [_mm256_loadu_si256(bp), _mm256_loadu_si256(bp.add(1)), _mm256_loadu_si256(bp.add(2))];
+            let wp = w.add(s * 16) as *const i32;
+            for (m, row) in c.iter_mut().enumerate() {
+                let wv = _mm256_set1_epi32(wp.add(m).read_unaligned());
+                for (a, &bj) in row.iter_mut().zip(&bv) {
+                    *a = _mm256_dpbusd_avx_epi32(*a, bj, wv);
+                }
+            }
+        }
+        for (m, row) in c.iter().enumerate() {
+            for (j, a) in row.iter().enumerate() {
+                _mm256_storeu_si256(acc.add(m * 24 + 8 * j) as *mut __m256i, *a);
+            }
+        }
+    }
+}
+
+/// u8 x s8 with each pair of products summed in saturating int16 (`vpmaddubsw`), then pairs of
+/// pairs in int32 (`vpmaddwd` by ones): FBGEMM's and ONNX Runtime's AVX2 arithmetic.
+///
+/// # Safety
+/// The CPU must support AVX2. For every step `s`, `b + steps[s]` must be valid for `16 * 4`
+/// bytes; `w` must hold `steps.len() * 4 * 4` bytes, `acc` `4 * 16` values.
+#[target_feature(enable = "avx2")]
+pub unsafe fn u8s8_pairs_avx2(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32) {
+    // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut c = [[_mm256_setzero_si256(); 2]; 4];
+        for (s, &offset) in steps.iter().enumerate() {
+            let bp = b.add(offset) as *const __m256i;
+            let bv = [_mm256_loadu_si256(bp), _mm256_loadu_si256(bp.add(1))];
+            let wp = w.add(s * 16) as *const i32;
+            for (m, row) in c.iter_mut().enumerate() {
+                let wv = _mm256_set1_epi32(wp.add(m).read_unaligned());
+                for (a, &bj) in row.iter_mut().zip(&bv) {
+                    let pairs = _mm256_maddubs_epi16(bj, wv);
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+        for (m, row) in c.iter().enumerate() {
+            for (j, a) in row.iter().enumerate() {
+                _mm256_storeu_si256(acc.add(m * 16 + 8 * j) as *mut __m256i, *a);
+            }
+        }
+    }
+}
+
+/// Exact i16 x i16 (`vpmaddwd`) on pair-interleaved activations and weights.
+///
+/// # Safety
+/// The CPU must support AVX2. For every step `s`, `b + steps[s]` must be valid for `24 * 2`
+/// values; `w` must hold `steps.len() * 4 * 2` values, `acc` `4 * 24` values.
+#[target_feature(enable = "avx2")]
+pub unsafe fn i16_avx2(steps: &[usize], b: *const i16, w: *const i16, acc: *mut i32) {
+    // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
+    unsafe {
+        let mut c = [[_mm256_setzero_si256(); 3]; 4];
+        for (s, &offset) in steps.iter().enumerate() {
+            let bp = b.add(offset) as *const __m256i;
+            let bv = [_mm256_loadu_si256(bp), _mm256_loadu_si256(bp.add(1)), _mm256_loadu_si256(bp.add(2))];
+            let wp = w.add(s * 8) as *const i32;
+            for (m, row) in c.iter_mut().enumerate() {
+                let wv = _mm256_set1_epi32(wp.add(m).read_unaligned());
+                for (a, &bj) in row.iter_mut().zip(&bv) {
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(bj, wv));
+                }
+            }
+        }
+        for (m, row) in c.iter().enumerate() {
+            for (j, a) in row.iter().enumerate() {
+                _mm256_storeu_si256(acc.add(m * 24 + 8 * j) as *mut __m256i, *a);
+            }
+        }
+    }
+}
+
+/// Interleaves four byte rows: `out[4 j + i] = rows[i][j]` for `j < n`.
+///
+/// # Safety
+/// The CPU must support AVX2. Each row must hold `n` bytes and `out` `4 n`.
+#[target_feature(enable = "avx2")]
+pub unsafe fn interleave_u8x4(rows: [*const u8; 4], n: usize, out: *mut u8) {
+    // SAFETY (whole body): 16-byte loads at j + 16 <= n and 64-byte stores at 4 j + 64 <= 4 n;
+    // the tail is written element by element inside the same extents.
+    unsafe {
+        let mut j = 0;
+        while j + 16 <= n {
+            let [a, b, c, d] = rows.map(|r| _mm_loadu_si128(r.add(j) as *const __m128i));
+            let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+            let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+            let o = out.add(4 * j) as *mut __m128i;
+            _mm_storeu_si128(o, _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(o.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(o.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128(o.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
+            j += 16;
+        }
+        while j < n {
+            for (i, r) in rows.iter().enumerate() {
+                *out.add(4 * j + i) = *r.add(j);
+            }
+            j += 1;
+        }
+    }
+}
+
+/// Interleaves two i16 rows: `out[2 j + i] = rows[i][j]` for `j < n`.
+///
+/// # Safety
+/// The CPU must support AVX2. Each row must hold `n` values and `out` `2 n`.
+#[target_feature(enable = "avx2")]
+pub unsafe fn interleave_i16x2(rows: [*const i16; 2], n: usize, out: *mut i16) {
+    // SAFETY (whole body): 8-value loads at j + 8 <= n and 16-value stores at 2 j + 16 <= 2 n;
+    // the tail is written element by element inside the same extents.
+    unsafe {
+        let mut j = 0;
+        while j + 8 <= n {
+            let a = _mm_loadu_si128(rows[0].add(j) as *const __m128i);
+            let b = _mm_loadu_si128(rows[1].add(j) as *const __m128i);
+            let o = out.add(2 * j) as *mut __m128i;
+            _mm_storeu_si128(o, _mm_unpacklo_epi16(a, b));
+            _mm_storeu_si128(o.add(1), _mm_unpackhi_epi16(a, b));
+            j += 8;
+        }
+        while j < n {
+            *out.add(2 * j) = *rows[0].add(j);
+            *out.add(2 * j + 1) = *rows[1].add(j);
+            j += 1;
+        }
+    }
+}
