@@ -22,7 +22,7 @@
 //! Each accumulator row is a run of one output channel's plane: the output stage requantizes it
 //! as a run and it is stored straight into NCHW.
 
-use super::{OutputStage, OutputValue as _, Reduction};
+use super::{OutputStage, Reduction};
 use crate::dtype::DType;
 use crate::geometry::ConvGeometry;
 use crate::kernels::{self, DirectKind, KernelIsa};
@@ -498,7 +498,6 @@ impl<C: CopyRef, S: OutputStage> crate::kernels::VectorTask for DirectJob<'_, '_
         let task = self.task;
         let grp = task.grp;
         let mut acc = vec![0i32; mr * tw];
-        let mut values = vec![S::Out::default(); tw];
         let u8_kind = plan.kind != DirectKind::I16;
         for tile in task.tiles.0..task.tiles.1 {
             let p0 = tile * tw;
@@ -512,23 +511,21 @@ impl<C: CopyRef, S: OutputStage> crate::kernels::VectorTask for DirectJob<'_, '_
                     }
                     let oc = grp * ocg + local;
                     let row = &mut acc[m * tw..m * tw + valid];
+                    // The zero-point correction: a constant per channel (handed to the output
+                    // stage), minus the weight zero point times each pixel's activation sum.
+                    let mut acc_offset = 0;
                     if u8_kind {
-                        let cc = plan.column_correction[oc];
+                        acc_offset = plan.column_correction[oc];
                         if plan.needs_sums {
                             let wz = plan.weight_zero_points[oc];
                             let sums = &self.sums[grp * grid + p0..grp * grid + p0 + valid];
                             for (a, &s) in row.iter_mut().zip(sums) {
-                                *a = a.wrapping_add(cc).wrapping_sub(wz.wrapping_mul(s));
-                            }
-                        } else {
-                            for a in row.iter_mut() {
-                                *a = a.wrapping_add(cc);
+                                *a = a.wrapping_sub(wz.wrapping_mul(s));
                             }
                         }
                     }
-                    let values = &mut values[..valid];
-                    self.stage.run_i32(plan.kernel, row, oc, values);
-                    // Scatter the grid run into the channel's output piece, row by row.
+                    // Requantize each grid row segment straight into the channel's output
+                    // piece (columns past the output width are dropped).
                     let piece = &mut task.channels[local - task.oc_tiles.0 * mr];
                     let mut p = p0;
                     while p < p0 + valid {
@@ -537,7 +534,8 @@ impl<C: CopyRef, S: OutputStage> crate::kernels::VectorTask for DirectJob<'_, '_
                         if ow < ow_len {
                             let n = (end - p).min(ow_len - ow);
                             let at = oh * ow_len + ow - task.out_start;
-                            piece[at..at + n].copy_from_slice(&values[p - p0..p - p0 + n]);
+                            let accs = &row[p - p0..p - p0 + n];
+                            self.stage.run_i32(plan.kernel, accs, acc_offset, oc, &mut piece[at..at + n]);
                         }
                         p = end;
                     }

@@ -5,14 +5,11 @@
 //! a time.
 
 use crate::kernels::KernelIsa;
-use crate::kernels::scalar::EstimateInput;
+use crate::kernels::scalar::EstimateOutput;
 use crate::requant::{ExactRequantizer, Requantizer};
 
-/// Output element types.
-pub trait OutputValue: Copy + Default + Send + Sync {
-    /// The value from an output integer already inside the type's range.
-    fn from_i32(v: i32) -> Self;
-
+/// Output element types (`from_i32` converts an integer already inside the type's range).
+pub trait OutputValue: Copy + Default + Send + Sync + EstimateOutput {
     /// Stores a tile of `rows` pixels by `cols` channels, `values[m * stride + n]`, transposed:
     /// pixel run `m = 0 .. rows` of channel `n` goes to `channels[n][at .. at + rows]`.
     #[inline(always)]
@@ -78,10 +75,6 @@ fn store_bytes_transposed(values: &[u8], stride: usize, rows: usize, cols: usize
 }
 
 impl OutputValue for u8 {
-    #[inline(always)]
-    fn from_i32(v: i32) -> Self {
-        v as u8
-    }
 
     #[inline(always)]
     fn store_transposed(values: &[u8], stride: usize, rows: usize, cols: usize, channels: &mut [&mut [u8]], at: usize) {
@@ -90,17 +83,9 @@ impl OutputValue for u8 {
 }
 
 impl OutputValue for i8 {
-    #[inline(always)]
-    fn from_i32(v: i32) -> Self {
-        v as i8
-    }
 }
 
 impl OutputValue for i32 {
-    #[inline(always)]
-    fn from_i32(v: i32) -> Self {
-        v
-    }
 }
 
 /// An integer held exactly in a float32 (below 2^24 in magnitude) as int32: adding 1.5 * 2^52
@@ -121,8 +106,8 @@ pub trait OutputStage: Sync {
     /// float32 integers below 2^24 in magnitude (exact; the planar route's sums).
     /// `isa` is the kernel set the plan runs.
     fn run(&self, isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [Self::Out]);
-    /// As [`Self::run`], for int32 accumulators.
-    fn run_i32(&self, isa: KernelIsa, accs: &[i32], oc: usize, out: &mut [Self::Out]);
+    /// As [`Self::run`], for int32 accumulators `accs[i] + acc_offset` (wrapping).
+    fn run_i32(&self, isa: KernelIsa, accs: &[i32], acc_offset: i32, oc: usize, out: &mut [Self::Out]);
 }
 
 /// The accumulators themselves.
@@ -144,8 +129,10 @@ impl OutputStage for Accumulators {
     }
 
     #[inline(always)]
-    fn run_i32(&self, _isa: KernelIsa, accs: &[i32], _oc: usize, out: &mut [i32]) {
-        out[..accs.len()].copy_from_slice(accs);
+    fn run_i32(&self, _isa: KernelIsa, accs: &[i32], acc_offset: i32, _oc: usize, out: &mut [i32]) {
+        for (o, &a) in out.iter_mut().zip(accs) {
+            *o = a.wrapping_add(acc_offset);
+        }
     }
 }
 
@@ -170,9 +157,9 @@ impl<T: OutputValue, F: Fn(i32, usize) -> T + Sync> OutputStage for PerElement<F
     }
 
     #[inline(always)]
-    fn run_i32(&self, _isa: KernelIsa, accs: &[i32], oc: usize, out: &mut [T]) {
+    fn run_i32(&self, _isa: KernelIsa, accs: &[i32], acc_offset: i32, oc: usize, out: &mut [T]) {
         for (&a, o) in accs.iter().zip(out.iter_mut()) {
-            *o = (self.0)(a, oc);
+            *o = (self.0)(a.wrapping_add(acc_offset), oc);
         }
     }
 }
@@ -211,9 +198,9 @@ impl<R: Requantizer<Acc = i32>, T: OutputValue> OutputStage for Requantized<'_, 
     }
 
     #[inline(always)]
-    fn run_i32(&self, _isa: KernelIsa, accs: &[i32], oc: usize, out: &mut [T]) {
+    fn run_i32(&self, _isa: KernelIsa, accs: &[i32], acc_offset: i32, oc: usize, out: &mut [T]) {
         for (&a, o) in accs.iter().zip(out.iter_mut()) {
-            *o = T::from_i32(self.requantizer.requantize(a, oc));
+            *o = T::from_i32(self.requantizer.requantize(a.wrapping_add(acc_offset), oc));
         }
     }
 }
@@ -251,25 +238,15 @@ impl<T: OutputValue> OutputStage for ExactRequantized<'_, T> {
 
     #[inline(always)]
     fn run(&self, isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [T]) {
-        self.run_any(isa, accs, oc, out)
-    }
-
-    #[inline(always)]
-    fn run_i32(&self, isa: KernelIsa, accs: &[i32], oc: usize, out: &mut [T]) {
-        self.run_any(isa, accs, oc, out)
-    }
-}
-
-impl<T: OutputValue> ExactRequantized<'_, T> {
-    #[inline(always)]
-    fn run_any<A: EstimateInput>(&self, isa: KernelIsa, accs: &[A], oc: usize, out: &mut [T]) {
-        let mut values = [0i32; 64];
         for (accs, out) in accs.chunks(64).zip(out.chunks_mut(64)) {
-            let n = accs.len();
-            self.requantizer.requantize_run_f32(isa, accs, oc, &mut values[..n]);
-            for (o, &v) in out.iter_mut().zip(&values[..n]) {
-                *o = T::from_i32(v);
-            }
+            self.requantizer.requantize_run_f32(isa, accs, 0, oc, out);
+        }
+    }
+
+    #[inline(always)]
+    fn run_i32(&self, isa: KernelIsa, accs: &[i32], acc_offset: i32, oc: usize, out: &mut [T]) {
+        for (accs, out) in accs.chunks(64).zip(out.chunks_mut(64)) {
+            self.requantizer.requantize_run_f32(isa, accs, acc_offset, oc, out);
         }
     }
 }

@@ -33,15 +33,21 @@ pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32
 
 /// The float32 requantization estimate (see [`scalar::requantize_f32`]) with `isa`'s kernel.
 #[inline(always)]
-pub fn requantize_f32<A: scalar::EstimateInput>(isa: KernelIsa, accs: &[A], e: &scalar::F32Estimate, out: &mut [i32]) -> u64 {
+pub fn requantize_f32<A: scalar::EstimateInput, T: scalar::EstimateOutput>(
+    isa: KernelIsa,
+    accs: &[A],
+    acc_offset: i32,
+    e: &scalar::F32Estimate,
+    out: &mut [T],
+) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         if isa.has_avx2() {
-            return x86::requantize_f32(isa, accs, e, out);
+            return x86::requantize_f32(isa, accs, acc_offset, e, out);
         }
     }
     let _ = isa;
-    scalar::requantize_f32(accs, e, out)
+    scalar::requantize_f32(accs, acc_offset, e, out)
 }
 
 /// What a direct kernel computes (see `fastconv/direct.rs`).

@@ -153,6 +153,15 @@ pub trait EstimateInput: Copy {
     fn to_f32(self) -> f32;
     /// The exact integer.
     fn to_i64(self) -> i64;
+    /// The value plus `offset` (int32 accumulators, wrapping; float ones ignore it), as f32.
+    #[inline(always)]
+    fn offset_f32(self, offset: i32) -> f32 {
+        if Self::IS_F32 {
+            self.to_f32()
+        } else {
+            (self.to_i64() as i32).wrapping_add(offset) as f32
+        }
+    }
 }
 
 impl EstimateInput for f32 {
@@ -179,6 +188,33 @@ impl EstimateInput for i32 {
     }
 }
 
+/// Output element types of the requantization kernels.
+pub trait EstimateOutput: Copy {
+    /// The value of an integer already inside the type's range.
+    fn from_i32(v: i32) -> Self;
+}
+
+impl EstimateOutput for u8 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v as u8
+    }
+}
+
+impl EstimateOutput for i8 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v as i8
+    }
+}
+
+impl EstimateOutput for i32 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> Self {
+        v
+    }
+}
+
 /// A channel's constants for [`requantize_f32`]: the float32 estimate of exact requantization
 /// (see `ExactRequantizer::requantize_run_f32` for the error analysis).
 #[derive(Clone, Copy, Debug)]
@@ -186,35 +222,34 @@ pub struct F32Estimate {
     pub int_bias: f32,
     pub scale: f32,
     pub offset: f32,
-    /// Elements whose distance to the nearest integer plus `|p| * eps` reaches this are unsure.
+    /// Elements nearer than `0.5 - threshold` to a rounding tie are unsure.
     pub threshold: f32,
-    pub eps: f32,
-    /// Output range relative to the zero point, within +-2^20.
+    /// Output range relative to the zero point, within +-2^16.
     pub lo: i32,
     pub hi: i32,
     pub zero_point: i32,
 }
 
-/// For each of up to 64 accumulators `a` (float32 integers): `v = clamp((a + int_bias) * scale
-/// + offset, lo - 2, hi + 2)`, rounded to nearest through `+ 1.5 * 2^23`, clamped to `[lo, hi]`,
-/// plus the zero point. Returns the mask of elements too near a tie for the estimate (bit `i`
-/// for element `i`), which the caller recomputes exactly. SIMD kernels compute the same
-/// float32 operations in the same order, so they agree bit for bit.
-pub fn requantize_f32<A: EstimateInput>(accs: &[A], e: &F32Estimate, out: &mut [i32]) -> u64 {
+/// For each of up to 64 accumulators `a` (float32 integers, or int32 plus `acc_offset` with
+/// wrapping): `v = clamp((a + int_bias) * scale + offset, lo, hi)`, rounded to nearest through
+/// `+ 1.5 * 2^23`, plus the zero point. Returns the mask of elements too near a tie for the
+/// estimate (bit `i` for element `i`), which the caller recomputes exactly. SIMD kernels compute
+/// the same float32 operations in the same order, so they agree bit for bit.
+pub fn requantize_f32<A: EstimateInput, T: EstimateOutput>(accs: &[A], acc_offset: i32, e: &F32Estimate, out: &mut [T]) -> u64 {
     const MAGIC: f32 = 12_582_912.0;
     let n = accs.len().min(64);
-    let (vlo, vhi) = (e.lo as f32 - 2.0, e.hi as f32 + 2.0);
+    let (vlo, vhi) = (e.lo as f32, e.hi as f32);
+    let bias = (MAGIC.to_bits() as i32).wrapping_sub(e.zero_point);
     let mut unsure = 0u64;
     for (i, (&a, o)) in accs[..n].iter().zip(out.iter_mut()).enumerate() {
-        let p = (a.to_f32() + e.int_bias) * e.scale;
+        let p = (a.offset_f32(acc_offset) + e.int_bias) * e.scale;
         let v = (p + e.offset).max(vlo).min(vhi);
         let t = v + MAGIC;
         let r = t - MAGIC;
-        if (v - r).abs() + p.abs() * e.eps >= e.threshold {
+        if (v - r).abs() >= e.threshold {
             unsure |= 1 << i;
         }
-        let q = t.to_bits() as i32 - MAGIC.to_bits() as i32;
-        *o = q.clamp(e.lo, e.hi) + e.zero_point;
+        *o = T::from_i32((t.to_bits() as i32).wrapping_sub(bias));
     }
     unsure
 }

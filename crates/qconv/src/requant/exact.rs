@@ -6,7 +6,7 @@ use num_traits::{One, Zero};
 
 use super::{RequantTrace, Requantizer};
 use crate::kernels::KernelIsa;
-use crate::kernels::scalar::{EstimateInput, F32Estimate};
+use crate::kernels::scalar::{EstimateInput, EstimateOutput, F32Estimate};
 use crate::layer::Bias;
 
 /// Splits a finite `f64` into `(m, e)` with `x == m * 2^e` exactly.
@@ -182,9 +182,10 @@ struct EstimateColumns {
 }
 
 /// The float32 path's error allowance per unit of magnitude (see `requantize_run_f32`).
-const RUN_EPS: f32 = 1.0 / (1u32 << 20) as f32;
-/// The float32 path handles outputs within this distance of the zero point.
-const RUN_RANGE: i64 = 1 << 20;
+const RUN_EPS: f32 = 1.0 / (1u32 << 19) as f32;
+/// The float32 path handles outputs within this distance of the zero point, and channels whose
+/// constant terms stay below it.
+const RUN_RANGE: i64 = 1 << 16;
 
 impl ExactRequantizer {
     /// `weight_scale(oc)` gives each channel's weight scale; `range` is the output's quantized
@@ -214,14 +215,17 @@ impl ExactRequantizer {
                 .iter()
                 .map(|c| {
                     let (ib, sc, of) = (c.int_bias as f32, c.scale as f32, c.offset as f32);
-                    let base = (ib * sc).abs() + of.abs() + 1.0;
+                    let constant = (ib * sc).abs() + of.abs();
+                    let range = lo.abs().max(hi.abs()) as f32;
+                    // |p| <= range + |offset| for every element the clamp leaves alone.
+                    let allowance = (range + 2.0 * of.abs() + (ib * sc).abs() + 1.0) * RUN_EPS;
+                    let usable = constant.is_finite() && constant < RUN_RANGE as f32 && allowance < 0.25;
                     F32Estimate {
                         int_bias: ib,
                         scale: sc,
                         offset: of,
-                        // Not finite: every element takes the exact path.
-                        threshold: if base.is_finite() { 0.5 - base * RUN_EPS } else { -1.0 },
-                        eps: RUN_EPS,
+                        // Unusable: every element takes the exact path.
+                        threshold: if usable { 0.5 - allowance } else { -1.0 },
                         lo: lo as i32,
                         hi: hi as i32,
                         zero_point,
@@ -268,31 +272,41 @@ impl ExactRequantizer {
         self.requantize_fast(&accs[..n], &params, &mut out[..n], |i| oc0 + i);
     }
 
-    /// Requantizes accumulators of channel `oc` given as float32 integers (each an exact
-    /// integer below 2^24 in magnitude, as the planar kernels produce them) into `out`, at most
-    /// 64 per call: the same integers as [`Requantizer::requantize`].
+    /// Requantizes accumulators of channel `oc` (float32 integers below 2^24 in magnitude, as
+    /// the planar kernels produce them, or int32 plus `acc_offset` with wrapping) into `out`, at
+    /// most 64 per call: the same integers as [`Requantizer::requantize`].
     ///
-    /// The estimate runs in float32 (twice the lanes of the f64 row path). With `x = acc + b`
-    /// (`b` the int32 bias), `p = x * scale` and `v = p + offset`, each of the five roundings
-    /// (`acc` and `b` to float32 and their sum, the product with the rounded `scale`, the sum
-    /// with the rounded `offset`) errs by at most 2^-24 of its own magnitude, so `v` is within
-    /// `2^-22 * ((|x| + |b|) * |scale| + |offset|)` of the true value, well inside the allowance
-    /// `(|p| + |b * scale| + |offset| + 1) * 2^-20` (|p| is |x * scale| to within 2^-23). Elements
-    /// nearer than that to a rounding tie, and channels whose constants are not finite, go to the
-    /// exact path. `v` is clamped to two units outside the output range first (anything beyond
-    /// clamps anyway), which keeps it far below 2^22, where adding `1.5 * 2^23` rounds to an
-    /// integer held in the low mantissa bits.
+    /// The estimate runs in float32. With `x = acc + b` (`b` the int32 bias), `p = x * scale`
+    /// and `v = p + offset`, each of the five roundings (`acc` and `b` to float32 and their sum,
+    /// the product with the rounded `scale`, the sum with the rounded `offset`) errs by at most
+    /// 2^-24 of its own magnitude, so `v` is within `2^-22 * ((|x| + |b|) * |scale| + |offset|)`
+    /// of the true value. `v` is clamped to the output range before rounding (adding
+    /// `1.5 * 2^23` leaves the rounded integer in the low mantissa bits). An element the clamp
+    /// leaves alone has `|p| <= R + |offset|` (`R` the range's magnitude), so its error is below
+    /// `2^-22 * (R + 2 |offset| + |b * scale|)`; the allowance is 8 times that (plus 2^-19), and
+    /// elements nearer than it to a tie go to the exact path. A clamped element is right: with the
+    /// range and constants below 2^16 (else the channel always takes the exact path) either
+    /// `|p| < 2^18` and the error is below 0.07, or `|v|` is far outside the range on the true
+    /// value's side.
     #[inline(always)]
-    pub fn requantize_run_f32<A: EstimateInput>(&self, isa: KernelIsa, accs: &[A], oc: usize, out: &mut [i32]) {
+    pub fn requantize_run_f32<A: EstimateInput, T: EstimateOutput>(
+        &self,
+        isa: KernelIsa,
+        accs: &[A],
+        acc_offset: i32,
+        oc: usize,
+        out: &mut [T],
+    ) {
         let n = accs.len().min(out.len()).min(64);
         let unsure = match self.run_estimates.get(oc) {
-            Some(e) => crate::kernels::requantize_f32(isa, &accs[..n], e, &mut out[..n]),
+            Some(e) => crate::kernels::requantize_f32(isa, &accs[..n], acc_offset, e, &mut out[..n]),
             None => u64::MAX,
         };
         if unsure != 0 {
             for i in 0..n {
                 if unsure >> i & 1 == 1 {
-                    out[i] = self.requantize(accs[i].to_i64(), oc);
+                    let acc = if A::IS_F32 { accs[i].to_i64() } else { (accs[i].to_i64() as i32).wrapping_add(acc_offset) as i64 };
+                    out[i] = T::from_i32(self.requantize(acc, oc));
                 }
             }
         }
@@ -308,8 +322,8 @@ impl ExactRequantizer {
         let cols = &self.row_columns;
         let (ib, sc) = (&cols.int_bias[oc0..oc0 + n], &cols.scale[oc0..oc0 + n]);
         let (of, th) = (&cols.offset[oc0..oc0 + n], &cols.threshold[oc0..oc0 + n]);
-        let (lo, hi, zp, eps) = (first.lo, first.hi, first.zero_point, first.eps);
-        let (vlo, vhi) = (lo as f32 - 2.0, hi as f32 + 2.0);
+        let (vlo, vhi) = (first.lo as f32, first.hi as f32);
+        let bias = (MAGIC.to_bits() as i32).wrapping_sub(first.zero_point);
         let mut unsure = [false; 64];
         let mut any_unsure = false;
         for i in 0..n {
@@ -317,10 +331,9 @@ impl ExactRequantizer {
             let v = (p + of[i]).max(vlo).min(vhi);
             let t = v + MAGIC;
             let r = t - MAGIC;
-            unsure[i] = (v - r).abs() + p.abs() * eps >= th[i];
+            unsure[i] = (v - r).abs() >= th[i];
             any_unsure |= unsure[i];
-            let q = t.to_bits() as i32 - MAGIC.to_bits() as i32;
-            out[i] = q.clamp(lo, hi) + zp;
+            out[i] = (t.to_bits() as i32).wrapping_sub(bias);
         }
         if any_unsure {
             for i in 0..n {
@@ -550,15 +563,24 @@ mod tests {
                     .collect();
                 for isa in KernelIsa::available() {
                     for chunk in wide.chunks(57) {
-                        let mut out = vec![0; chunk.len()];
-                        r.requantize_run_f32(isa, chunk, oc, &mut out);
+                        // Through an offset too: the accumulator is `a - 1000 + 1000`.
+                        let shifted: Vec<i32> = chunk.iter().map(|&a| a.wrapping_sub(1000)).collect();
+                        let mut out = vec![0i32; chunk.len()];
+                        r.requantize_run_f32(isa, &shifted, 1000, oc, &mut out);
                         for (&a, &o) in chunk.iter().zip(&out) {
                             assert_eq!(o, r.requantize(a as i64, oc), "{isa}: int32 acc {a} channel {oc}");
                         }
+                        if range.1 - range.0 <= 255 {
+                            let mut bytes = vec![0u8; chunk.len()];
+                            r.requantize_run_f32(isa, chunk, 0, oc, &mut bytes);
+                            for (&a, &o) in chunk.iter().zip(&bytes) {
+                                assert_eq!(o, r.requantize(a as i64, oc) as u8, "{isa}: int32 acc {a} as bytes");
+                            }
+                        }
                     }
                     for chunk in accs.chunks(61) {
-                        let mut out = vec![0; chunk.len()];
-                        r.requantize_run_f32(isa, chunk, oc, &mut out);
+                        let mut out = vec![0i32; chunk.len()];
+                        r.requantize_run_f32(isa, chunk, 0, oc, &mut out);
                         for (&a, &o) in chunk.iter().zip(&out) {
                             assert_eq!(o, r.requantize(a as i64, oc), "{isa}: acc {a} channel {oc} scales {si} {sw} {so}");
                         }

@@ -156,16 +156,24 @@ pub fn interleave_i16x2(isa: KernelIsa, rows: [&[i16]; 2], out: &mut [i16]) {
 }
 
 /// [`super::scalar::requantize_f32`] with `isa`'s vectors. Panics unless `isa` has AVX2.
-pub fn requantize_f32<A: super::scalar::EstimateInput>(isa: KernelIsa, accs: &[A], e: &super::scalar::F32Estimate, out: &mut [i32]) -> u64 {
+pub fn requantize_f32<A: super::scalar::EstimateInput, T: super::scalar::EstimateOutput>(
+    isa: KernelIsa,
+    accs: &[A],
+    acc_offset: i32,
+    e: &super::scalar::F32Estimate,
+    out: &mut [T],
+) -> u64 {
     assert!(isa.has_avx2(), "an AVX2 kernel set");
+    assert!(matches!(size_of::<T>(), 1 | 4), "byte or int32 outputs");
     let n = accs.len().min(64);
     assert!(out.len() >= n, "output too short");
+    let (a, o) = (accs.as_ptr(), out.as_mut_ptr());
     if isa.is_avx512_vnni() {
-        // SAFETY: AVX-512 F detected (KernelIsa); n <= 64 values of both slices.
-        unsafe { planar::requantize_f32_avx512(accs.as_ptr(), n, e, out.as_mut_ptr()) }
+        // SAFETY: AVX-512 F/BW detected (KernelIsa); n <= 64 values of both slices.
+        unsafe { planar::requantize_f32_avx512(a, n, acc_offset, e, o) }
     } else {
         // SAFETY: AVX2 detected; n <= 64 values of both slices.
-        unsafe { planar::requantize_f32_avx2(accs.as_ptr(), n, e, out.as_mut_ptr()) }
+        unsafe { planar::requantize_f32_avx2(a, n, acc_offset, e, o) }
     }
 }
 

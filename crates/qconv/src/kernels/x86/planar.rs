@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::kernels::scalar::{EstimateInput, F32Estimate};
+use crate::kernels::scalar::{EstimateInput, EstimateOutput, F32Estimate};
 
 /// # Safety
 /// The CPU must support AVX2 and FMA. `out` must hold `len` values, `len % 32 == 0`, and
@@ -62,16 +62,23 @@ pub unsafe fn planar_avx512(src: *const f32, offsets: &[usize], weights: &[f32],
 /// [`crate::kernels::scalar::requantize_f32`] on 16 lanes.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F. `accs` and `out` must hold `n <= 64` values.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn requantize_f32_avx512<A: EstimateInput>(accs: *const A, n: usize, e: &F32Estimate, out: *mut i32) -> u64 {
+/// The CPU must support AVX-512 F and BW. `accs` and `out` must hold `n <= 64` values.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn requantize_f32_avx512<A: EstimateInput, T: EstimateOutput>(
+    accs: *const A,
+    n: usize,
+    acc_offset: i32,
+    e: &F32Estimate,
+    out: *mut T,
+) -> u64 {
     const MAGIC: f32 = 12_582_912.0;
     // SAFETY (whole body): masked loads and stores touch only accs[..n] and out[..n].
     unsafe {
         let (ib, sc, of) = (_mm512_set1_ps(e.int_bias), _mm512_set1_ps(e.scale), _mm512_set1_ps(e.offset));
-        let (vlo, vhi) = (_mm512_set1_ps(e.lo as f32 - 2.0), _mm512_set1_ps(e.hi as f32 + 2.0));
-        let (thr, eps, magic) = (_mm512_set1_ps(e.threshold), _mm512_set1_ps(e.eps), _mm512_set1_ps(MAGIC));
-        let (lo, hi) = (_mm512_set1_epi32(e.lo), _mm512_set1_epi32(e.hi));
+        let (vlo, vhi) = (_mm512_set1_ps(e.lo as f32), _mm512_set1_ps(e.hi as f32));
+        let (thr, magic) = (_mm512_set1_ps(e.threshold), _mm512_set1_ps(MAGIC));
+        let bias = _mm512_set1_epi32((MAGIC.to_bits() as i32).wrapping_sub(e.zero_point));
+        let offset = _mm512_set1_epi32(acc_offset);
         let abs = _mm512_set1_epi32(0x7fff_ffff);
         let mut unsure = 0u64;
         let mut i = 0;
@@ -80,22 +87,22 @@ pub unsafe fn requantize_f32_avx512<A: EstimateInput>(accs: *const A, n: usize, 
             let a = if A::IS_F32 {
                 _mm512_maskz_loadu_ps(mask, accs.add(i) as *const f32)
             } else {
-                _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mask, accs.add(i) as *const i32))
+                let a = _mm512_maskz_loadu_epi32(mask, accs.add(i) as *const i32);
+                _mm512_cvtepi32_ps(_mm512_add_epi32(a, offset))
             };
             let p = _mm512_mul_ps(_mm512_add_ps(a, ib), sc);
             let v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(p, of), vlo), vhi);
             let t = _mm512_add_ps(v, magic);
             let r = _mm512_sub_ps(t, magic);
             let d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(v, r)), abs));
-            let pa = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(p), abs));
-            // Separate multiply and add, as the scalar definition rounds them.
-            let m = _mm512_add_ps(d, _mm512_mul_ps(pa, eps));
-            let bad = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(mask, m, thr);
+            let bad = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(mask, d, thr);
             unsure |= (bad as u64) << i;
-            // q + zp = bits(t) - bits(MAGIC) + zp, clamped before the zero point is added.
-            let q = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(MAGIC.to_bits() as i32));
-            let q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), _mm512_set1_epi32(e.zero_point));
-            _mm512_mask_storeu_epi32(out.add(i), mask, q);
+            let q = _mm512_sub_epi32(_mm512_castps_si512(t), bias);
+            match size_of::<T>() {
+                // In range for the output type: truncation keeps the value.
+                1 => _mm512_mask_cvtepi32_storeu_epi8(out.add(i) as *mut i8, mask, q),
+                _ => _mm512_mask_storeu_epi32(out.add(i) as *mut i32, mask, q),
+            }
             i += 16;
         }
         unsure
@@ -107,45 +114,61 @@ pub unsafe fn requantize_f32_avx512<A: EstimateInput>(accs: *const A, n: usize, 
 /// # Safety
 /// The CPU must support AVX2. `accs` and `out` must hold `n <= 64` values.
 #[target_feature(enable = "avx2")]
-pub unsafe fn requantize_f32_avx2<A: EstimateInput>(accs: *const A, n: usize, e: &F32Estimate, out: *mut i32) -> u64 {
+pub unsafe fn requantize_f32_avx2<A: EstimateInput, T: EstimateOutput>(
+    accs: *const A,
+    n: usize,
+    acc_offset: i32,
+    e: &F32Estimate,
+    out: *mut T,
+) -> u64 {
     const MAGIC: f32 = 12_582_912.0;
     // SAFETY (whole body): full vectors touch accs[i..i + 8] and out[i..i + 8] with i + 8 <= n;
     // the tail goes through the scalar definition on the remaining slices.
     unsafe {
         let (ib, sc, of) = (_mm256_set1_ps(e.int_bias), _mm256_set1_ps(e.scale), _mm256_set1_ps(e.offset));
-        let (vlo, vhi) = (_mm256_set1_ps(e.lo as f32 - 2.0), _mm256_set1_ps(e.hi as f32 + 2.0));
-        let (thr, eps, magic) = (_mm256_set1_ps(e.threshold), _mm256_set1_ps(e.eps), _mm256_set1_ps(MAGIC));
-        let (lo, hi) = (_mm256_set1_epi32(e.lo), _mm256_set1_epi32(e.hi));
-        let zp = _mm256_set1_epi32(e.zero_point);
-        let magic_bits = _mm256_set1_epi32(MAGIC.to_bits() as i32);
+        let (vlo, vhi) = (_mm256_set1_ps(e.lo as f32), _mm256_set1_ps(e.hi as f32));
+        let (thr, magic) = (_mm256_set1_ps(e.threshold), _mm256_set1_ps(MAGIC));
+        let bias = _mm256_set1_epi32((MAGIC.to_bits() as i32).wrapping_sub(e.zero_point));
+        let offset = _mm256_set1_epi32(acc_offset);
         let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        // Gathers the low byte of each 32-bit lane into the low 4 bytes of each 128-bit half.
+        let bytes = _mm256_setr_epi8(
+            0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        );
         let mut unsure = 0u64;
         let mut i = 0;
         while i + 8 <= n {
             let a = if A::IS_F32 {
                 _mm256_loadu_ps(accs.add(i) as *const f32)
             } else {
-                _mm256_cvtepi32_ps(_mm256_loadu_si256(accs.add(i) as *const __m256i))
+                let a = _mm256_loadu_si256(accs.add(i) as *const __m256i);
+                _mm256_cvtepi32_ps(_mm256_add_epi32(a, offset))
             };
             let p = _mm256_mul_ps(_mm256_add_ps(a, ib), sc);
-            // max/min with the constant second: a NaN cannot occur (finite inputs), and the
-            // operand order matches f32::max/min for non-NaN values.
+            // max/min with the constant second: no NaN can occur (finite inputs), and the
+            // operand order matches f32::max/min for other values.
             let v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(p, of), vlo), vhi);
             let t = _mm256_add_ps(v, magic);
             let r = _mm256_sub_ps(t, magic);
             let d = _mm256_and_ps(_mm256_sub_ps(v, r), abs);
-            let m = _mm256_add_ps(d, _mm256_mul_ps(_mm256_and_ps(p, abs), eps));
-            let bad = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(m, thr)) as u64;
+            let bad = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(d, thr)) as u64;
             unsure |= bad << i;
-            let q = _mm256_sub_epi32(_mm256_castps_si256(t), magic_bits);
-            let q = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(q, lo), hi), zp);
-            _mm256_storeu_si256(out.add(i) as *mut __m256i, q);
+            let q = _mm256_sub_epi32(_mm256_castps_si256(t), bias);
+            match size_of::<T>() {
+                1 => {
+                    let b = _mm256_shuffle_epi8(q, bytes);
+                    let lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(b)) as u32 as u64;
+                    let hi = _mm_cvtsi128_si32(_mm256_extracti128_si256::<1>(b)) as u32 as u64;
+                    (out.add(i) as *mut u64).write_unaligned(lo | hi << 32);
+                }
+                _ => _mm256_storeu_si256(out.add(i) as *mut __m256i, q),
+            }
             i += 8;
         }
         if i < n {
             let tail = std::slice::from_raw_parts(accs.add(i), n - i);
             let out = std::slice::from_raw_parts_mut(out.add(i), n - i);
-            unsure |= crate::kernels::scalar::requantize_f32(tail, e, out) << i;
+            unsure |= crate::kernels::scalar::requantize_f32(tail, acc_offset, e, out) << i;
         }
         unsure
     }
