@@ -701,13 +701,15 @@ pub fn explain(
         .iter()
         .map(|&e| engines::run(e, layer, options))
         .collect::<Result<_>>()?;
-    explain_outputs(layer, &outputs, progress)
+    explain_outputs(layer, &outputs, options, progress)
 }
 
 /// Explains every output element where any two of `outputs` (engine runs on `layer`) differ.
+/// `options` says how to compute the exact accumulators when no output holds them.
 pub fn explain_outputs(
     layer: &ConvLayer,
     outputs: &[EngineOutput],
+    options: &RunOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Explanation> {
     let g = &layer.geometry;
@@ -731,7 +733,15 @@ pub fn explain_outputs(
             elements: Vec::new(),
         });
     }
-    let exact_acc = exact::accumulators(layer);
+    let exact_acc = match outputs
+        .iter()
+        .find_map(|o| match (o.engine, &o.accumulators) {
+            (EngineKind::Exact, Accumulators::Exact(acc)) => Some(acc),
+            _ => None,
+        }) {
+        Some(acc) => acc.clone(),
+        None => exact::accumulators(layer, options)?,
+    };
     let int_bias = |oc: usize| match &layer.bias {
         Some(Bias::Int32(b)) => b[oc] as i64,
         _ => 0,
