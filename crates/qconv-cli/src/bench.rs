@@ -4,11 +4,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
+use qconv::Isa;
 use qconv::bench::{SUITE, SuiteLayer, time_engine};
 use qconv::engines::EngineKind;
-use qconv::kernels::KernelIsa;
-use qconv::{Isa, RunOptions};
 
+use crate::compute::ComputeArgs;
 use crate::report::{parse_engine, parse_isa};
 
 /// Time engines on the standard layer suite: milliseconds and GOPS (2 x MACs / s, median of
@@ -18,18 +18,12 @@ use crate::report::{parse_engine, parse_isa};
 /// packed beforehand.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
     /// Suite layers to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     layers: Vec<String>,
     /// Engines to time, comma-separated: exact, qnnpack, fbgemm (default: exact).
     #[arg(long, value_delimiter = ',', value_parser = parse_engine)]
     engines: Vec<EngineKind>,
-    /// Kernel set (scalar, avx2, avx-vnni, avx512-vnni). Default: the best this CPU has.
-    #[arg(long)]
-    kernel: Option<String>,
     /// ISA modelled by ISA-dependent engines (fbgemm). Default: this CPU's.
     #[arg(long, value_parser = parse_isa)]
     isa: Option<Isa>,
@@ -41,7 +35,7 @@ pub struct Args {
     format: String,
 }
 
-pub fn main(args: Args) -> Result<ExitCode> {
+pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
     let layers: Vec<SuiteLayer> = if args.layers.is_empty() {
         SUITE.to_vec()
     } else {
@@ -55,17 +49,8 @@ pub fn main(args: Args) -> Result<ExitCode> {
     } else {
         args.engines.clone()
     };
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        anyhow::bail!("--threads: must be at least 1");
-    }
-    let kernel = match &args.kernel {
-        Some(name) => KernelIsa::by_name(name)?,
-        None => KernelIsa::detect()?,
-    };
-    let options = RunOptions { isa: args.isa };
+    let options = compute.run_options(args.isa);
+    let kernel = options.resolve_kernel()?;
     let budget = Duration::from_millis(args.time_ms);
     let mut rows = Vec::new();
     if args.format == "text" {
@@ -76,6 +61,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     }
     for l in &layers {
         let layer = l.build();
+        let threads = options.resolve_threads(&layer)?;
         for &engine in &engines {
             let t = time_engine(&layer, engine, &options, threads, kernel, budget)?;
             if args.format == "text" {

@@ -47,7 +47,10 @@ fn parse_range(s: &str) -> Result<(i32, i32)> {
 pub fn main(args: Args) -> Result<ExitCode> {
     let range = args.input_range.as_deref().map(parse_range).transpose()?;
     let loaded = io::load_layer(&args.layer)?;
-    let options = RunOptions { isa: args.isa };
+    let options = RunOptions {
+        isa: args.isa,
+        ..RunOptions::default()
+    };
     let isa = options.resolve_isa(&loaded.layer);
     let report = check(&loaded.layer, args.engine, isa, range, !args.ignore_input)?;
     outln!("layer   {}", describe_layer(&loaded));

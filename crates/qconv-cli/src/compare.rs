@@ -3,9 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use qconv::Isa;
 use qconv::engines::{self, Accumulators, EngineKind, EngineOutput, exact};
 use qconv::io;
-use qconv::{Isa, RunOptions};
+
+use crate::compute::ComputeArgs;
 
 use crate::report::{coords, describe_layer, engine_label, isa_origin, parse_engine, parse_isa};
 
@@ -30,10 +32,10 @@ pub struct Args {
     limit: Option<usize>,
 }
 
-pub fn main(args: Args) -> Result<ExitCode> {
+pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
     let loaded = io::load_layer(&args.layer)?;
     let layer = &loaded.layer;
-    let options = RunOptions { isa: args.isa };
+    let options = compute.run_options(args.isa);
     let explicit = !args.engines.is_empty();
     let wanted: Vec<EngineKind> = if explicit {
         let mut e = args.engines.clone();
@@ -74,7 +76,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
             (EngineKind::Exact, Accumulators::Exact(a)) => Some(a.clone()),
             _ => None,
         })
-        .unwrap_or_else(|| exact::accumulators(layer));
+        .map_or_else(|| exact::accumulators(layer, &options), Ok)?;
     let real = exact::real_values(layer, &exact_acc)?;
 
     outln!("layer   {}", describe_layer(&loaded));

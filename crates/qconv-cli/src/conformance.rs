@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use qconv::Isa;
 use qconv::conformance::{CaseOutcome, check_case, describe_failure};
-use qconv::engines::{EngineKind, RunOptions};
+use qconv::engines::EngineKind;
 use qconv::io::golden::read_cases;
 
+use crate::compute::ComputeArgs;
 use crate::progress::Progress;
 use crate::report::{parse_engine, parse_isa};
 
@@ -35,7 +36,7 @@ pub struct Args {
     isa: Option<Isa>,
 }
 
-pub fn main(args: Args) -> Result<ExitCode> {
+pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
     let engines: Vec<EngineKind> = match args.engine {
         Some(e) => vec![e],
         None => EngineKind::ALL.to_vec(),
@@ -48,7 +49,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     for path in &args.files {
         files.push(read_cases(path)?);
     }
-    let options = RunOptions { isa: args.isa };
+    let options = compute.run_options(args.isa);
     let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     let total: usize = files.iter().map(Vec::len).sum();
     let mut progress = Progress::new("checking cases");

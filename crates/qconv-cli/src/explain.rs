@@ -3,11 +3,12 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use qconv::engines::EngineKind;
-use qconv::explain::{self, explain};
+use qconv::engines::{self, EngineKind, EngineOutput};
+use qconv::explain::{self, explain_outputs};
 use qconv::io::{self, output};
 use qconv::{Isa, RunOptions};
 
+use crate::compute::ComputeArgs;
 use crate::progress::Progress;
 use crate::report::{describe_layer, isa_origin, parse_engine, parse_isa};
 
@@ -44,23 +45,24 @@ pub struct Args {
     limit: Option<usize>,
 }
 
-/// float-path and fbgemm when PyTorch takes the layer; else exact and the first ISA-dependent
-/// engine that accepts it.
-fn default_engines(layer: &qconv::ConvLayer, options: &RunOptions) -> Result<Vec<EngineKind>> {
-    let accepts = |e: EngineKind| qconv::engines::run(e, layer, options).is_ok();
-    if accepts(EngineKind::FloatPath) && accepts(EngineKind::Fbgemm) {
-        return Ok(vec![EngineKind::FloatPath, EngineKind::Fbgemm]);
+/// The runs of the default engines: float-path and fbgemm when PyTorch takes the layer; else
+/// exact and the first ISA-dependent engine that accepts it. Each engine runs once.
+fn default_runs(layer: &qconv::ConvLayer, options: &RunOptions) -> Result<Vec<EngineOutput>> {
+    let run = |e: EngineKind| engines::run(e, layer, options);
+    if let Ok(float_path) = run(EngineKind::FloatPath) {
+        if let Ok(fbgemm) = run(EngineKind::Fbgemm) {
+            return Ok(vec![float_path, fbgemm]);
+        }
     }
-    match EngineKind::ALL
-        .into_iter()
-        .find(|&e| e.depends_on_isa() && accepts(e))
-    {
-        Some(e) => Ok(vec![EngineKind::Exact, e]),
-        None => bail!("no saturating engine accepts this layer; name two engines with --engines"),
+    for e in EngineKind::ALL.into_iter().filter(|e| e.depends_on_isa()) {
+        if let Ok(out) = run(e) {
+            return Ok(vec![run(EngineKind::Exact)?, out]);
+        }
     }
+    bail!("no saturating engine accepts this layer; name two engines with --engines")
 }
 
-pub fn main(args: Args) -> Result<ExitCode> {
+pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
     if let Some(path) = &args.html {
         if !path.ends_with(".html") && !path.ends_with(".htm") {
             bail!("--html: `{path}`: expected a .html file name");
@@ -68,14 +70,17 @@ pub fn main(args: Args) -> Result<ExitCode> {
     }
     let loaded = io::load_layer(&args.layer)?;
     let layer = &loaded.layer;
-    let options = RunOptions { isa: args.isa };
-    let engines = match args.engines.as_slice() {
-        [] => default_engines(layer, &options)?,
-        [a, b] if a != b => vec![*a, *b],
+    let options = compute.run_options(args.isa);
+    let outputs = match args.engines.as_slice() {
+        [] => default_runs(layer, &options)?,
+        [a, b] if a != b => vec![
+            engines::run(*a, layer, &options)?,
+            engines::run(*b, layer, &options)?,
+        ],
         _ => bail!("--engines: name two different engines, e.g. --engines exact,fbgemm"),
     };
     let mut progress = Progress::new("explaining");
-    let x = explain(layer, &engines, &options, &mut |done, total| {
+    let x = explain_outputs(layer, &outputs, &options, &mut |done, total| {
         progress.update(done, total)
     })?;
     progress.finish();
@@ -89,7 +94,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
         outln!("{}", explain::to_json_string(&x.to_json()));
     } else {
         outln!("layer   {}", describe_layer(&loaded));
-        if engines.iter().any(|e| e.depends_on_isa()) {
+        if outputs.iter().any(|o| o.engine.depends_on_isa()) {
             outln!("isa     {}", isa_origin(&options, layer));
         }
         out!("{}", explain::text(&x, args.detail, limit));

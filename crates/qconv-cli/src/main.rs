@@ -23,6 +23,7 @@ macro_rules! out {
 mod bench;
 mod check;
 mod compare;
+mod compute;
 mod conformance;
 mod explain;
 mod progress;
@@ -42,6 +43,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    compute: compute::ComputeArgs,
 }
 
 #[derive(Subcommand)]
@@ -76,12 +79,13 @@ pub fn stdout_failed(e: std::io::Error) -> ! {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run::main(args),
-        Command::Compare(args) => compare::main(args),
-        Command::Explain(args) => explain::main(args),
+        Command::Run(args) => run::main(args, &cli.compute),
+        Command::Compare(args) => compare::main(args, &cli.compute),
+        Command::Explain(args) => explain::main(args, &cli.compute),
+        // check runs no convolution: the computation options do not apply.
         Command::Check(args) => check::main(args),
-        Command::Conformance(args) => conformance::main(args),
-        Command::Bench(args) => bench::main(args),
+        Command::Conformance(args) => conformance::main(args, &cli.compute),
+        Command::Bench(args) => bench::main(args, &cli.compute),
     };
     match result {
         Ok(code) => code,

@@ -3,9 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use qconv::Isa;
 use qconv::engines::{self, EngineKind, EngineOutput};
 use qconv::io::{self, output};
-use qconv::{Isa, RunOptions};
+
+use crate::compute::ComputeArgs;
 
 use crate::report::{coords, describe_layer, engine_label, isa_origin, parse_engine, parse_isa};
 
@@ -33,14 +35,14 @@ pub struct Args {
 /// Largest output printed in full as a table.
 const PRINT_LIMIT: usize = 4096;
 
-pub fn main(args: Args) -> Result<ExitCode> {
+pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
     let format = args
         .output
         .as_deref()
         .map(output::OutputFormat::from_path)
         .transpose()?;
     let loaded = io::load_layer(&args.layer)?;
-    let options = RunOptions { isa: args.isa };
+    let options = compute.run_options(args.isa);
     let out = engines::run(args.engine, &loaded.layer, &options)?;
     for w in &out.warnings {
         eprintln!("warning: {}: {w}", args.engine);

@@ -687,7 +687,10 @@ fn every_command_has_help() {
         vec!["--help"],
         vec!["run", "--help"],
         vec!["compare", "--help"],
+        vec!["explain", "--help"],
+        vec!["check", "--help"],
         vec!["conformance", "--help"],
+        vec!["bench", "--help"],
     ] {
         let (code, stdout, _) = qconv(&cmd);
         assert_eq!(code, 0);
@@ -823,4 +826,213 @@ fn check_flags_the_forum_layer_and_suggests_fixes() {
         &["check", &forum(), "--engine", "qnnpack"],
         &["fbgemm, x86", "qnnpack"],
     );
+}
+
+/// A layer big enough for the kernels' tiles and threads to matter: 8 -> 16 channels, 3x3, 12x12,
+/// full-range data (so that FBGEMM's pairs saturate).
+fn medium_layer() -> String {
+    let mut state = 12345u64;
+    let mut next = move |lo: i64, hi: i64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + ((state >> 33) % (hi - lo + 1) as u64) as i64
+    };
+    let list = |v: Vec<i64>| v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let input = list((0..8 * 12 * 12).map(|_| next(0, 255)).collect());
+    let weight = list((0..16 * 8 * 3 * 3).map(|_| next(-128, 127)).collect());
+    format!(
+        "name = \"medium\"\n[conv]\npadding = [1, 1]\n\
+         [input]\ndtype = \"uint8\"\nshape = [1, 8, 12, 12]\nscale = 0.02\nzero_point = 120\ndata = [{input}]\n\
+         [weight]\ndtype = \"int8\"\nshape = [16, 8, 3, 3]\nscale = 0.003\nzero_point = 0\ndata = [{weight}]\n\
+         [output]\ndtype = \"uint8\"\nscale = 0.5\nzero_point = 128\n"
+    )
+}
+
+#[test]
+fn threads_and_kernel_never_change_results() {
+    let dir = scratch("threads-kernel");
+    let layer = write(&dir, "medium.toml", medium_layer());
+    // Modelled on AVX2, where FBGEMM's and ONNX Runtime's pairs saturate.
+    let compare = ["compare", &layer, "--isa", "avx2"];
+    let (code, expected, stderr) =
+        qconv(&[&compare[..], &["--threads", "1", "--kernel", "scalar"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(expected.contains("fbgemm(avx2)"), "{expected}");
+    let kernels = qconv::kernels::KernelIsa::available();
+    for kernel in &kernels {
+        for threads in ["1", "2"] {
+            // Per-command and global placement both work.
+            for args in [
+                [
+                    &compare[..],
+                    &["--threads", threads, "--kernel", kernel.name()],
+                ]
+                .concat(),
+                [
+                    &["--threads", threads, "--kernel", kernel.name()],
+                    &compare[..],
+                ]
+                .concat(),
+            ] {
+                let (code, stdout, stderr) = qconv(&args);
+                assert_eq!(code, 0, "{args:?}: {stderr}");
+                assert_eq!(stdout, expected, "{args:?}");
+            }
+        }
+    }
+    // explain and run too.
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            &layer,
+            "--engines",
+            "exact,fbgemm",
+            "--isa",
+            "avx2",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = qconv(&args);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    let expected = explain(&["--threads", "1", "--kernel", "scalar"]);
+    assert!(expected.contains("pair-saturation"), "the layer saturates");
+    let best = kernels.last().unwrap().name();
+    assert_eq!(explain(&["--threads", "2", "--kernel", best]), expected);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", &layer, "--engine", "qnnpack"];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = qconv(&args);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    assert_eq!(
+        run(&["--threads", "2", "--kernel", best]),
+        run(&["--kernel", "scalar"])
+    );
+    // conformance against the golden corpus, with each setting.
+    let golden = repo().join("tests/data/golden/pytorch-groupwise.jsonl.gz");
+    let golden = golden.to_string_lossy();
+    for args in [
+        vec![
+            "conformance",
+            "--engine",
+            "fbgemm",
+            &golden,
+            "--threads",
+            "2",
+        ],
+        vec![
+            "conformance",
+            "--engine",
+            "fbgemm",
+            &golden,
+            "--kernel",
+            "scalar",
+        ],
+    ] {
+        let (code, stdout, stderr) = qconv(&args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(stdout.ends_with(" passed, 0 failed\n"), "{stdout}");
+    }
+}
+
+#[test]
+fn bad_threads_and_kernels_are_usage_errors() {
+    let forum = forum();
+    for (args, needle) in [
+        (vec!["run", &forum, "--threads", "0"], "at least 1"),
+        (
+            vec!["compare", &forum, "--threads", "two"],
+            "`two` is not a thread count",
+        ),
+        (
+            vec!["explain", &forum, "--threads", ""],
+            "is not a thread count",
+        ),
+        (vec!["conformance", &forum, "--threads", "0"], "at least 1"),
+        (vec!["bench", "--threads", "0"], "at least 1"),
+        (vec!["--threads", "0", "run", &forum], "at least 1"),
+        (vec!["run", &forum, "--threads"], "a value is required"),
+        (
+            vec!["run", &forum, "--kernel", "neon"],
+            "unknown kernel set `neon`",
+        ),
+        (
+            vec!["bench", "--kernel", "sse4"],
+            "unknown kernel set `sse4`",
+        ),
+    ] {
+        let (code, stdout, stderr) = qconv(&args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: `{needle}` missing: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+    // A kernel set this CPU lacks is refused; one it has is taken.
+    let available: Vec<&str> = qconv::kernels::KernelIsa::available()
+        .iter()
+        .map(|k| k.name())
+        .collect();
+    for name in ["scalar", "avx2", "avx-vnni", "avx512-vnni"] {
+        let (code, _, stderr) = qconv(&["run", &forum, "--kernel", name]);
+        if available.contains(&name) {
+            assert_eq!(code, 0, "{name}: {stderr}");
+        } else {
+            assert_eq!(code, 2, "{name}: {stderr}");
+            assert!(stderr.contains("this CPU cannot run"), "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_qconv_kernel_variable_is_a_user_error() {
+    let run = |kernel_arg: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_qconv"));
+        cmd.args(["run", &forum()]).env("QCONV_KERNEL", "bogus");
+        if let Some(k) = kernel_arg {
+            cmd.args(["--kernel", k]);
+        }
+        let out = cmd.current_dir(repo()).output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, stderr) = run(None);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("QCONV_KERNEL: unknown kernel set `bogus`"),
+        "{stderr}"
+    );
+    // --kernel takes precedence over the variable.
+    let (code, stderr) = run(Some("scalar"));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn computation_options_are_documented() {
+    for cmd in ["run", "compare", "explain", "conformance", "bench"] {
+        let (code, stdout, _) = qconv(&[cmd, "--help"]);
+        assert_eq!(code, 0);
+        for needle in [
+            "--threads <N>",
+            "--kernel <NAME>",
+            "avx512-vnni",
+            "QCONV_KERNEL",
+        ] {
+            assert!(
+                stdout.contains(needle),
+                "{cmd} --help lacks {needle}: {stdout}"
+            );
+        }
+    }
 }

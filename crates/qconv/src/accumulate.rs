@@ -214,30 +214,45 @@ pub fn saturated_pairs(
     pad: i32,
     [n, oc, oh, ow]: [usize; 4],
 ) -> Vec<SaturatedPair> {
+    let grp = oc / g.group_out_channels();
+    let mut row = vec![pad; g.reduction_len()];
+    gather_row(g, order, input, pad, [n, grp, oh, ow], &mut row);
+    let weights = weight_row(g, order, weight, oc);
+    saturated_pairs_in_rows(g, order, &row, &weights, [n, oc, oh, ow])
+}
+
+/// [`saturated_pairs`] from the element's im2col `row` ([`gather_row`]) and its output channel's
+/// `weights` row ([`weight_row`]), both in order `order`: for callers that explain many
+/// elements and keep the weight rows.
+pub fn saturated_pairs_in_rows(
+    g: &ConvGeometry,
+    order: ReductionOrder,
+    row: &[i32],
+    weights: &[i32],
+    [n, oc, oh, ow]: [usize; 4],
+) -> Vec<SaturatedPair> {
     let cg = g.group_in_channels();
     let grp = oc / g.group_out_channels();
-    let k_len = g.reduction_len();
     let tap = |k: usize| {
         let (r, s, c) = g.reduction_index(order, k);
-        let position = g.tap_position(oh, ow, r, s);
-        let input_index = position.map(|(ih, iw)| [n, grp * cg + c, ih, iw]);
         PairTap {
             k,
-            input: input_index,
+            input: g
+                .tap_position(oh, ow, r, s)
+                .map(|(ih, iw)| [n, grp * cg + c, ih, iw]),
             weight: [oc, c, r, s],
-            activation: input_index.map_or(pad, |[n, c, h, w]| input[g.input_index(n, c, h, w)]),
-            weight_value: weight[g.weight_index(oc, c, r, s)],
+            activation: row[k],
+            weight_value: weights[k],
         }
     };
     let mut out = Vec::new();
-    for p in 0..k_len.div_ceil(2) {
-        let taps: Vec<PairTap> = (2 * p..(2 * p + 2).min(k_len)).map(tap).collect();
-        let sum: i32 = taps.iter().map(|t| t.activation * t.weight_value).sum();
+    for (p, (a, w)) in row.chunks(2).zip(weights.chunks(2)).enumerate() {
+        let sum: i32 = a.iter().zip(w).map(|(&a, &w)| a * w).sum();
         let saturated = sat16(sum);
         if saturated != sum {
             out.push(SaturatedPair {
                 pair: p,
-                taps,
+                taps: (2 * p..2 * p + a.len()).map(tap).collect(),
                 sum,
                 saturated,
             });

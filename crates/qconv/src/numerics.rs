@@ -55,6 +55,22 @@ pub fn scaled_bigint_to_f64(n: &num_bigint::BigInt, exp: i64) -> f64 {
     mantissa * 2f64.powi(half) * 2f64.powi(exp as i32 - half)
 }
 
+/// A finite `f64` as `mantissa * 2^exponent` exactly, with `|mantissa| < 2^53` (an `f32`
+/// converts to `f64` exactly, so this takes `f32` values too).
+#[inline]
+pub fn f64_parts(x: f64) -> (i64, i64) {
+    debug_assert!(x.is_finite());
+    let bits = x.to_bits();
+    let exp_bits = ((bits >> 52) & 0x7ff) as i64;
+    let fraction = (bits & ((1u64 << 52) - 1)) as i64;
+    let (m, e) = if exp_bits == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1i64 << 52), exp_bits - 1075)
+    };
+    (if x.is_sign_negative() { -m } else { m }, e)
+}
+
 /// An exact dyadic rational `mantissa * 2^exponent`: every float and integer is one, and so are
 /// their sums and products. Used where a model must compare engine arithmetic with the exact
 /// value (explanations, boundary analysis), never on a hot path.
@@ -75,17 +91,9 @@ impl Dyadic {
 
     /// The exact value of a finite `f64` (an `f32` converts to `f64` exactly).
     pub fn from_f64(x: f64) -> Self {
-        debug_assert!(x.is_finite());
-        let bits = x.to_bits();
-        let exp_bits = ((bits >> 52) & 0x7ff) as i64;
-        let fraction = (bits & ((1u64 << 52) - 1)) as i64;
-        let (m, e) = if exp_bits == 0 {
-            (fraction, -1074)
-        } else {
-            (fraction | (1i64 << 52), exp_bits - 1075)
-        };
+        let (m, e) = f64_parts(x);
         Dyadic {
-            mantissa: num_bigint::BigInt::from(if x.is_sign_negative() { -m } else { m }),
+            mantissa: num_bigint::BigInt::from(m),
             exponent: e,
         }
     }
@@ -160,6 +168,13 @@ impl ExactSum {
         ExactSum::default()
     }
 
+    /// An empty sum with room for `terms` terms.
+    pub fn with_capacity(terms: usize) -> Self {
+        ExactSum {
+            terms: Vec::with_capacity(terms),
+        }
+    }
+
     /// Adds `mantissa * 2^exponent`.
     pub fn add_term(&mut self, mantissa: i128, exponent: i64) {
         if mantissa != 0 {
@@ -169,17 +184,14 @@ impl ExactSum {
 
     /// Adds a finite `f64` exactly.
     pub fn add_f64(&mut self, x: f64) {
-        let d = Dyadic::from_f64(x);
-        let m: i128 = (&d.mantissa).try_into().expect("53-bit mantissa");
-        self.add_term(m, d.exponent);
+        let (m, e) = f64_parts(x);
+        self.add_term(m as i128, e);
     }
 
     /// Adds the exact product of two finite `f64` values.
     pub fn add_product(&mut self, a: f64, b: f64) {
-        let (da, db) = (Dyadic::from_f64(a), Dyadic::from_f64(b));
-        let ma: i128 = (&da.mantissa).try_into().expect("53-bit mantissa");
-        let mb: i128 = (&db.mantissa).try_into().expect("53-bit mantissa");
-        self.add_term(ma * mb, da.exponent + db.exponent);
+        let ((ma, ea), (mb, eb)) = (f64_parts(a), f64_parts(b));
+        self.add_term(ma as i128 * mb as i128, ea + eb);
     }
 
     /// The exact sum.

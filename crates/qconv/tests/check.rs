@@ -233,7 +233,7 @@ fn check_flags_every_corpus_case_where_saturation_changes_fbgemm() {
             let Accumulators::Int32(fbgemm_acc) = &out.accumulators else {
                 unreachable!()
             };
-            let exact_acc = exact::accumulators(layer);
+            let exact_acc = exact::accumulators(layer, &RunOptions::default()).unwrap();
             let saturated = fbgemm_acc
                 .iter()
                 .zip(&exact_acc)
@@ -324,7 +324,7 @@ fn check_flags_every_onnx_case_where_saturation_changes_onnxruntime() {
             };
             let saturated = ort_acc
                 .iter()
-                .zip(exact::accumulators(layer))
+                .zip(exact::accumulators(layer, &RunOptions::default()).unwrap())
                 .any(|(&o, e)| o as i64 != e);
             let report = check(layer, EngineKind::OnnxRuntime, Isa::Avx2, None, true).unwrap();
             if saturated {

@@ -156,7 +156,8 @@ fn every_difference_is_accounted_for_on_the_corpus() {
         for a in 0..ENGINES.len() {
             for b in a + 1..ENGINES.len() {
                 let pair = [outputs[a].clone(), outputs[b].clone()];
-                let x = explain_outputs(&case.layer, &pair, &mut |_, _| {}).unwrap();
+                let x = explain_outputs(&case.layer, &pair, &RunOptions::default(), &mut |_, _| {})
+                    .unwrap();
                 chains += check_json(case, &x.to_json(), &[ENGINES[a], ENGINES[b]]);
                 explanations += 1;
             }
@@ -181,7 +182,8 @@ fn every_difference_is_accounted_for_on_the_onnx_corpus() {
         for a in 0..engines.len() {
             for b in a + 1..engines.len() {
                 let pair = [outputs[a].clone(), outputs[b].clone()];
-                let x = explain_outputs(&case.layer, &pair, &mut |_, _| {}).unwrap();
+                let x = explain_outputs(&case.layer, &pair, &RunOptions::default(), &mut |_, _| {})
+                    .unwrap();
                 chains += check_json(case, &x.to_json(), &[engines[a], engines[b]]);
                 explanations += 1;
             }

@@ -7,10 +7,11 @@
 //! the output range (a fused ReLU clamps at the zero point). For an int32 output (ConvInteger) the
 //! result is `acc` itself, refused if it does not fit in int32.
 
-use super::{Accumulators, EngineKind, EngineOutput};
+use super::{Accumulators, EngineKind, EngineOutput, RunOptions, fast_or_reference};
 use crate::accumulate::{ExactAccumulator, accumulate};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::fastconv::Reduction;
 use crate::layer::{Bias, ConvLayer};
 use crate::requant::{ExactRequantizer, requantize_all};
 
@@ -28,9 +29,22 @@ pub fn reference_accumulators(layer: &ConvLayer) -> Vec<i64> {
 }
 
 /// The exact accumulators of every output element (NCHW), without bias: the fast kernels when the
-/// result fits in int32, else the reference loop.
-pub fn accumulators(layer: &ConvLayer) -> Vec<i64> {
-    reference_accumulators(layer)
+/// result fits in int32 (and `options` allows them), else the reference loop.
+pub fn accumulators(layer: &ConvLayer, options: &RunOptions) -> Result<Vec<i64>> {
+    fast_or_reference(layer, Reduction::Exact, options, || {
+        reference_accumulators(layer)
+    })
+}
+
+/// The exact accumulators wrapped to int32 (modulo 2^32), what engines with exact int32 kernels
+/// compute: the fast kernels when the exact result fits in int32, else the reference loop.
+pub fn int32_accumulators(layer: &ConvLayer, options: &RunOptions) -> Result<Vec<i32>> {
+    fast_or_reference(layer, Reduction::Exact, options, || {
+        reference_accumulators(layer)
+            .into_iter()
+            .map(|a| a as i32)
+            .collect()
+    })
 }
 
 /// The exact requantizer of a layer with a quantized output.
@@ -72,8 +86,8 @@ pub fn real_values(layer: &ConvLayer, acc: &[i64]) -> Result<Vec<f64>> {
 }
 
 /// Runs the exact engine.
-pub fn run(layer: &ConvLayer) -> Result<EngineOutput> {
-    let acc = accumulators(layer);
+pub fn run(layer: &ConvLayer, options: &RunOptions) -> Result<EngineOutput> {
+    let acc = accumulators(layer, options)?;
     let g = &layer.geometry;
     let values = if layer.is_integer_output() {
         let plane = g.out_h() * g.out_w();

@@ -8,10 +8,11 @@
 //! See `docs/numerics/fbgemm.md`.
 
 use super::pytorch::{check_layer, float_bias};
-use super::{Accumulators, EngineKind, EngineOutput};
+use super::{Accumulators, EngineKind, EngineOutput, RunOptions, fast_or_reference};
 use crate::accumulate::{ZeroPointCorrectedAccumulator, accumulate};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::fastconv::Reduction;
 use crate::geometry::{ConvGeometry, ReductionOrder};
 use crate::isa::Isa;
 use crate::layer::ConvLayer;
@@ -150,9 +151,28 @@ pub fn requantizer(
     }
 }
 
-/// The zero-point-corrected int32 accumulators FBGEMM computes on `path` and `isa`, and whether
-/// they saturated pairs.
-pub fn accumulators(layer: &ConvLayer, path: FbgemmPath, isa: Isa) -> Vec<i32> {
+/// The zero-point-corrected int32 accumulators FBGEMM computes on `path` and `isa`: the fast
+/// kernels when `options` allow them (saturating u8 x s8 pairs in tap-major order, or the exact
+/// sum, which equals FBGEMM's wrapping int32 result whenever a plan exists), else
+/// [`reference_accumulators`].
+pub fn accumulators(
+    layer: &ConvLayer,
+    path: FbgemmPath,
+    isa: Isa,
+    options: &RunOptions,
+) -> Result<Vec<i32>> {
+    let reduction = if path.saturates(isa) {
+        Reduction::PairSaturating
+    } else {
+        Reduction::Exact
+    };
+    fast_or_reference(layer, reduction, options, || {
+        reference_accumulators(layer, path, isa)
+    })
+}
+
+/// [`accumulators`] by the reference loop.
+pub fn reference_accumulators(layer: &ConvLayer, path: FbgemmPath, isa: Isa) -> Vec<i32> {
     let g = &layer.geometry;
     let zero_points: Vec<i32> = (0..g.out_channels)
         .map(|oc| layer.weight.quant.zero_point(oc))
@@ -169,11 +189,16 @@ pub fn accumulators(layer: &ConvLayer, path: FbgemmPath, isa: Isa) -> Vec<i32> {
 }
 
 /// Runs the fbgemm model as engine `engine` (fbgemm itself, or x86 when it routes to FBGEMM).
-pub(super) fn run_as(engine: EngineKind, layer: &ConvLayer, isa: Isa) -> Result<EngineOutput> {
+pub(super) fn run_as(
+    engine: EngineKind,
+    layer: &ConvLayer,
+    isa: Isa,
+    options: &RunOptions,
+) -> Result<EngineOutput> {
     let scales = check_layer(engine.name(), layer)?;
     let g = &layer.geometry;
     let path = FbgemmPath::select(g, isa);
-    let acc = accumulators(layer, path, isa);
+    let acc = accumulators(layer, path, isa, options)?;
     let r = requantizer(layer, path, scales.input, scales.output);
     let values = requantize_all(&r, &acc, g.out_channels, g.out_h() * g.out_w());
     let accumulation = if path.saturates(isa) {
@@ -194,8 +219,8 @@ pub(super) fn run_as(engine: EngineKind, layer: &ConvLayer, isa: Isa) -> Result<
 }
 
 /// Runs the fbgemm model.
-pub fn run(layer: &ConvLayer, isa: Isa) -> Result<EngineOutput> {
-    run_as(EngineKind::Fbgemm, layer, isa)
+pub fn run(layer: &ConvLayer, isa: Isa, options: &RunOptions) -> Result<EngineOutput> {
+    run_as(EngineKind::Fbgemm, layer, isa, options)
 }
 
 #[cfg(test)]

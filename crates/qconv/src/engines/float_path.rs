@@ -170,7 +170,9 @@ pub struct FloatPathAnalysis<'a> {
     input_scale: f64,
     output_scale: f64,
     input: Vec<f32>,
-    weight: Vec<f32>,
+    /// The dequantized weights packed in rows of the tap-major reduction order, one per output
+    /// channel.
+    weight_rows: Vec<f32>,
 }
 
 impl<'a> FloatPathAnalysis<'a> {
@@ -183,14 +185,18 @@ impl<'a> FloatPathAnalysis<'a> {
             input_scale: scales.input,
             output_scale: scales.output,
             input,
-            weight,
+            weight_rows: crate::accumulate::pack_weight_rows(
+                &layer.geometry,
+                ReductionOrder::TapMajor,
+                &weight,
+            ),
         })
     }
 
     /// Analyses output element `index` (NCHW flat).
     pub fn element(&self, index: usize) -> FloatPathElement {
-        use crate::accumulate::{gather_row, weight_row};
-        use crate::numerics::{Dyadic, ExactSum};
+        use crate::accumulate::gather_row;
+        use crate::numerics::{Dyadic, ExactSum, f64_parts};
         let layer = self.layer;
         let g = &layer.geometry;
         let [n, oc, oh, ow] = g.output_coords(index);
@@ -202,26 +208,28 @@ impl<'a> FloatPathAnalysis<'a> {
         let in_zp = layer.input.zero_point;
         let mut row_q = vec![in_zp; k_len];
         gather_row(g, order, &layer.input.data, in_zp, position, &mut row_q);
-        let w = weight_row(g, order, &self.weight, oc);
+        let w = &self.weight_rows[oc * k_len..(oc + 1) * k_len];
         let conv = Float32Conv {
             bias: float_bias(layer),
             bias_first: g.group_in_channels() == 1,
         };
-        let float_value = conv.accumulate(&row, &w, oc);
+        let float_value = conv.accumulate(&row, w, oc);
 
         let bias = float_bias(layer).map_or(0.0, |b| b[oc] as f64);
-        let (mut sum_float_weights, mut sum_float_both) = (ExactSum::new(), ExactSum::new());
+        let (mut sum_float_weights, mut sum_float_both) = (
+            ExactSum::with_capacity(k_len + 1),
+            ExactSum::with_capacity(k_len + 1),
+        );
         sum_float_weights.add_f64(bias);
         sum_float_both.add_f64(bias);
         let mut sum_abs = bias.abs();
-        let input_scale = Dyadic::from_f64(self.input_scale);
-        let scale_mantissa: i128 = (&input_scale.mantissa).try_into().expect("53-bit mantissa");
+        let (scale_mantissa, scale_exponent) = f64_parts(self.input_scale);
         for k in 0..k_len {
-            let wf = Dyadic::from_f64(w[k] as f64);
-            let wm: i128 = (&wf.mantissa).try_into().expect("24-bit mantissa");
+            let (wm, we) = f64_parts(w[k] as f64);
             // exact input s_in * (q - zp) times the float weight: at most 53 + 9 + 24 bits.
             let q = (row_q[k] - in_zp) as i128;
-            sum_float_weights.add_term(scale_mantissa * q * wm, input_scale.exponent + wf.exponent);
+            sum_float_weights
+                .add_term(scale_mantissa as i128 * q * wm as i128, scale_exponent + we);
             sum_float_both.add_product(row[k] as f64, w[k] as f64);
             sum_abs += (row[k] as f64 * w[k] as f64).abs();
         }

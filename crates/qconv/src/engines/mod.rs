@@ -20,7 +20,10 @@ use std::str::FromStr;
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::fastconv::output::Accumulators as Accumulators32;
+use crate::fastconv::{ConvPlan, Reduction};
 use crate::isa::Isa;
+use crate::kernels::KernelIsa;
 use crate::layer::ConvLayer;
 
 /// The engines qconv models.
@@ -114,16 +117,97 @@ impl FromStr for EngineKind {
 }
 
 /// Options of an engine run.
+///
+/// `threads`, `kernel` and `reference` choose how accumulators are computed, never what they
+/// are: every engine returns the same [`EngineOutput`] whatever their values.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
     /// The ISA to model. When `None`: the ISA the layer records, else the host's.
     pub isa: Option<Isa>,
+    /// Threads for the fast kernels. When `None`: every core
+    /// (`std::thread::available_parallelism`), except that layers too small to gain from
+    /// threads run on the calling thread. `Some(0)` is an error.
+    pub threads: Option<usize>,
+    /// The kernel set of the fast kernels. When `None`: [`KernelIsa::detect`] (the best this CPU
+    /// has, or the `QCONV_KERNEL` environment variable).
+    pub kernel: Option<KernelIsa>,
+    /// Compute every accumulator with the plain reference loop, never the fast kernels (to test
+    /// the fast path against it).
+    pub reference: bool,
 }
+
+/// Layers with fewer multiply-accumulates than this run on one thread unless `threads` says
+/// otherwise: starting a thread pool would cost more than it saves.
+const SMALL_LAYER_MACS: u64 = 1 << 20;
 
 impl RunOptions {
     /// The ISA modelled for `layer`: the option, else the layer's recorded ISA, else the host's.
     pub fn resolve_isa(&self, layer: &ConvLayer) -> Isa {
         self.isa.or(layer.recorded_isa).unwrap_or_else(Isa::host)
+    }
+
+    /// Checks the options: a thread count of at least 1.
+    pub fn validate(&self) -> Result<()> {
+        if self.threads == Some(0) {
+            return Err(Error::invalid("threads", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The number of threads the fast kernels use on `layer`.
+    pub fn resolve_threads(&self, layer: &ConvLayer) -> Result<usize> {
+        self.validate()?;
+        Ok(match self.threads {
+            Some(n) => n,
+            None if layer.geometry.macs() < SMALL_LAYER_MACS => 1,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+    }
+
+    /// The kernel set of the fast kernels: the option, else [`KernelIsa::detect`].
+    pub fn resolve_kernel(&self) -> Result<KernelIsa> {
+        match self.kernel {
+            Some(k) => Ok(k),
+            None => KernelIsa::detect().map_err(|e| match e {
+                Error::Invalid { message, .. } => Error::invalid("QCONV_KERNEL", message),
+                other => other,
+            }),
+        }
+    }
+
+    /// A fast plan computing `reduction` on `layer`, or `None` when the accumulators must come
+    /// from the reference loop: `reference` is set, or the fast kernels cannot compute this
+    /// reduction exactly as asked (see [`ConvPlan::new`]).
+    pub fn plan(&self, layer: &ConvLayer, reduction: Reduction) -> Result<Option<ConvPlan>> {
+        if self.reference {
+            return Ok(None);
+        }
+        let threads = self.resolve_threads(layer)?;
+        ConvPlan::new(layer, reduction, self.resolve_kernel()?, threads)
+    }
+}
+
+/// The int32 accumulators of `reduction` on `layer` (NCHW, no bias, zero points removed): from
+/// the fast kernels when [`RunOptions::plan`] gives a plan, else from `reference`, which must
+/// compute the same reduction the same way. The fast kernels compute it exactly as
+/// [`Reduction`] documents: [`Reduction::Exact`] is the exact sum (plans exist only when it fits
+/// in int32), [`Reduction::PairSaturating`] what
+/// [`ZeroPointCorrectedAccumulator`](crate::accumulate::ZeroPointCorrectedAccumulator) with
+/// saturating pairs in [`ReductionOrder::TapMajor`](crate::geometry::ReductionOrder::TapMajor)
+/// order computes on raw u8 activations and s8 weights.
+pub fn fast_or_reference<T: From<i32>>(
+    layer: &ConvLayer,
+    reduction: Reduction,
+    options: &RunOptions,
+    reference: impl FnOnce() -> Vec<T>,
+) -> Result<Vec<T>> {
+    match options.plan(layer, reduction)? {
+        Some(plan) => {
+            let mut out = vec![0i32; layer.output_len()];
+            plan.run(&layer.input.data, &mut out, &Accumulators32);
+            Ok(out.into_iter().map(T::from).collect())
+        }
+        None => Ok(reference()),
     }
 }
 
@@ -170,14 +254,15 @@ pub fn check_onnx_layer(engine: &str, layer: &ConvLayer) -> Result<()> {
 
 /// Runs engine `kind` on `layer`.
 pub fn run(kind: EngineKind, layer: &ConvLayer, options: &RunOptions) -> Result<EngineOutput> {
+    options.validate()?;
     let isa = options.resolve_isa(layer);
     match kind {
-        EngineKind::Exact => exact::run(layer),
+        EngineKind::Exact => exact::run(layer, options),
         EngineKind::FloatPath => float_path::run(layer),
-        EngineKind::Fbgemm => fbgemm::run(layer, isa),
-        EngineKind::X86 => x86::run(layer, isa),
-        EngineKind::Qnnpack => qnnpack::run(layer),
-        EngineKind::Onnx => onnx::run(layer),
-        EngineKind::OnnxRuntime => onnxruntime::run(layer, isa),
+        EngineKind::Fbgemm => fbgemm::run(layer, isa, options),
+        EngineKind::X86 => x86::run(layer, isa, options),
+        EngineKind::Qnnpack => qnnpack::run(layer, options),
+        EngineKind::Onnx => onnx::run(layer, options),
+        EngineKind::OnnxRuntime => onnxruntime::run(layer, isa, options),
     }
 }

@@ -8,7 +8,7 @@
 //! even. PyTorch hands oneDNN reciprocals of the scales and ideep inverts them back, so the source
 //! scale and the output reciprocal pass through float round trips.
 use super::pytorch::{check_layer, float_bias};
-use super::{Accumulators, EngineKind, EngineOutput};
+use super::{Accumulators, EngineKind, EngineOutput, RunOptions};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::isa::Isa;
@@ -38,14 +38,16 @@ pub fn requantizer(
 }
 
 /// Runs the oneDNN model as engine `engine`.
-pub(super) fn run_as(engine: EngineKind, layer: &ConvLayer, isa: Isa) -> Result<EngineOutput> {
+pub(super) fn run_as(
+    engine: EngineKind,
+    layer: &ConvLayer,
+    isa: Isa,
+    options: &RunOptions,
+) -> Result<EngineOutput> {
     let scales = check_layer(engine.name(), layer)?;
     let g = &layer.geometry;
     let r = requantizer(layer, scales.input, scales.output);
-    let acc: Vec<i32> = super::exact::accumulators(layer)
-        .into_iter()
-        .map(|a| a as i32)
-        .collect();
+    let acc = super::exact::int32_accumulators(layer, options)?;
     let values = requantize_all(&r, &acc, g.out_channels, g.out_h() * g.out_w());
     Ok(EngineOutput {
         engine,

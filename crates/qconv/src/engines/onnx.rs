@@ -7,7 +7,7 @@
 //! accumulator in float64, plus the output zero point in float64, clipped to the output type and
 //! rounded half to even. ConvInteger returns the int32 accumulator. See `docs/numerics/onnx.md`.
 
-use super::{Accumulators, EngineKind, EngineOutput};
+use super::{Accumulators, EngineKind, EngineOutput, RunOptions};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layer::{Bias, ConvLayer};
@@ -55,15 +55,12 @@ pub fn requantizer(
 }
 
 /// Runs the ONNX reference model.
-pub fn run(layer: &ConvLayer) -> Result<EngineOutput> {
+pub fn run(layer: &ConvLayer, options: &RunOptions) -> Result<EngineOutput> {
     let engine = EngineKind::Onnx;
     check_onnx_layer(engine.name(), layer)?;
     let g = &layer.geometry;
     // Exact integer products and sums, wrapped to int32 as NumPy's int32 matmul does.
-    let acc: Vec<i32> = super::exact::accumulators(layer)
-        .into_iter()
-        .map(|a| a as i32)
-        .collect();
+    let acc = super::exact::int32_accumulators(layer, options)?;
     let (values, dtype, path) = if layer.is_integer_output() {
         (
             acc.clone(),

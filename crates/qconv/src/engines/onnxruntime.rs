@@ -12,10 +12,11 @@
 //! `docs/numerics/onnxruntime.md`.
 
 use super::onnx::check_onnx_layer;
-use super::{Accumulators, EngineKind, EngineOutput};
+use super::{Accumulators, EngineKind, EngineOutput, RunOptions, fast_or_reference};
 use crate::accumulate::{ZeroPointCorrectedAccumulator, accumulate};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::fastconv::Reduction;
 use crate::geometry::ReductionOrder;
 use crate::isa::Isa;
 use crate::layer::{Bias, ConvLayer};
@@ -138,11 +139,37 @@ pub fn requantizer(layer: &ConvLayer, input_scale: f64, output_scale: f64) -> Fp
     }
 }
 
-/// The zero-point-corrected int32 accumulators (without bias) of `acc` on `layer`.
-pub fn accumulators(layer: &ConvLayer, acc: &OrtAccumulation) -> Vec<i32> {
+/// The zero-point-corrected int32 accumulators (without bias) of `acc` on `layer`: the fast
+/// kernels when `options` allow them and they compute exactly this accumulation (exact routes,
+/// and saturating pairs of raw u8 x s8 products in tap-major order), else
+/// [`reference_accumulators`]. ConvInteger's saturating route pairs in channel-major order,
+/// which the fast kernels do not: it always takes the reference loop.
+pub fn accumulators(
+    layer: &ConvLayer,
+    acc: &OrtAccumulation,
+    options: &RunOptions,
+) -> Result<Vec<i32>> {
+    if !acc.saturating {
+        return super::exact::int32_accumulators(layer, options);
+    }
+    let tap_major_u8s8 = acc.order == ReductionOrder::TapMajor
+        && acc.activation_offset == 0
+        && acc.weight_offset == 0
+        && layer.input.dtype == DType::Uint8
+        && layer.weight.dtype == DType::Int8;
+    if !tap_major_u8s8 {
+        return Ok(reference_accumulators(layer, acc));
+    }
+    fast_or_reference(layer, Reduction::PairSaturating, options, || {
+        reference_accumulators(layer, acc)
+    })
+}
+
+/// [`accumulators`] by the reference loop.
+pub fn reference_accumulators(layer: &ConvLayer, acc: &OrtAccumulation) -> Vec<i32> {
     let g = &layer.geometry;
     if !acc.saturating {
-        return super::exact::accumulators(layer)
+        return super::exact::reference_accumulators(layer)
             .into_iter()
             .map(|a| a as i32)
             .collect();
@@ -174,12 +201,12 @@ pub fn accumulators(layer: &ConvLayer, acc: &OrtAccumulation) -> Vec<i32> {
 }
 
 /// Runs the ONNX Runtime model.
-pub fn run(layer: &ConvLayer, isa: Isa) -> Result<EngineOutput> {
+pub fn run(layer: &ConvLayer, isa: Isa, options: &RunOptions) -> Result<EngineOutput> {
     let engine = EngineKind::OnnxRuntime;
     check_onnx_layer(engine.name(), layer)?;
     let g = &layer.geometry;
     let model = accumulation(layer, isa)?;
-    let acc = accumulators(layer, &model);
+    let acc = accumulators(layer, &model, options)?;
     let (values, dtype) = if layer.is_integer_output() {
         (acc.clone(), DType::Int32)
     } else {

@@ -7,7 +7,7 @@
 //! rounded ties-to-even and stored through the x86 pack chain. See `docs/numerics/qnnpack.md`.
 
 use super::pytorch::{check_layer, float_bias};
-use super::{Accumulators, EngineKind, EngineOutput};
+use super::{Accumulators, EngineKind, EngineOutput, RunOptions};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layer::ConvLayer;
@@ -58,16 +58,13 @@ pub fn requantizer(
 }
 
 /// Runs the qnnpack model.
-pub fn run(layer: &ConvLayer) -> Result<EngineOutput> {
+pub fn run(layer: &ConvLayer, options: &RunOptions) -> Result<EngineOutput> {
     let scales = check_layer(EngineKind::Qnnpack.name(), layer)?;
     let r = requantizer(layer, scales.input, scales.output)?;
     let g = &layer.geometry;
     // Exact accumulation; the int32 kernels cannot overflow below ~33000 products of 9-bit
     // operands, and wrap like the hardware beyond.
-    let acc: Vec<i32> = super::exact::accumulators(layer)
-        .into_iter()
-        .map(|a| a as i32)
-        .collect();
+    let acc = super::exact::int32_accumulators(layer, options)?;
     let values = requantize_all(&r, &acc, g.out_channels, g.out_h() * g.out_w());
     Ok(EngineOutput {
         engine: EngineKind::Qnnpack,

@@ -3,7 +3,7 @@
 //!
 //! See `docs/numerics/fbgemm.md` (the x86 engine shares its page).
 
-use super::{EngineKind, EngineOutput, fbgemm};
+use super::{EngineKind, EngineOutput, RunOptions, fbgemm};
 use crate::error::Result;
 use crate::isa::Isa;
 use crate::layer::ConvLayer;
@@ -26,9 +26,9 @@ pub fn route(layer: &ConvLayer, isa: Isa) -> X86Route {
 }
 
 /// Runs the x86 model.
-pub fn run(layer: &ConvLayer, isa: Isa) -> Result<EngineOutput> {
+pub fn run(layer: &ConvLayer, isa: Isa, options: &RunOptions) -> Result<EngineOutput> {
     match route(layer, isa) {
-        X86Route::Fbgemm => fbgemm::run_as(EngineKind::X86, layer, isa),
-        X86Route::Onednn => super::onednn::run_as(EngineKind::X86, layer, isa),
+        X86Route::Fbgemm => fbgemm::run_as(EngineKind::X86, layer, isa, options),
+        X86Route::Onednn => super::onednn::run_as(EngineKind::X86, layer, isa, options),
     }
 }

@@ -27,7 +27,7 @@ pub fn to_json_string(v: &JsonValue) -> String {
 
 use serde_json::Value;
 
-use crate::accumulate::saturated_pairs;
+use crate::accumulate::{gather_row, pack_weight_rows, saturated_pairs_in_rows};
 use crate::engines::{
     self, Accumulators, EngineKind, EngineOutput, RunOptions, exact, fbgemm, float_path, onednn,
     onnx, onnxruntime, qnnpack, x86,
@@ -229,31 +229,45 @@ impl Explanation {
         self.shape.iter().product()
     }
 
-    /// Counts of each (engine position, kind).
+    /// Counts of each (engine position, kind), in engine order and [`CauseKind::ALL`] order;
+    /// only pairs that occur. One pass over the causes.
     pub fn cause_counts(&self) -> Vec<(usize, CauseKind, CauseCount)> {
-        let mut out: Vec<(usize, CauseKind, CauseCount)> = Vec::new();
-        for (e, info) in self.engines.iter().enumerate() {
-            for kind in CauseKind::ALL {
-                let mut c = CauseCount::default();
-                for el in &self.elements {
-                    let mut seen = false;
-                    for cause in el
-                        .causes
-                        .iter()
-                        .filter(|c| c.engine == info.engine && c.kind == kind)
-                    {
-                        c.occurrences += 1;
-                        c.acc_delta += cause.acc_delta;
-                        seen = true;
+        let kinds = CauseKind::ALL.len();
+        let slot = |kind: CauseKind| {
+            CauseKind::ALL
+                .iter()
+                .position(|&k| k == kind)
+                .expect("ALL lists every kind")
+        };
+        let mut counts = vec![CauseCount::default(); self.engines.len() * kinds];
+        // The element each count last saw, to count elements once.
+        let mut last_element = vec![usize::MAX; counts.len()];
+        for (i, el) in self.elements.iter().enumerate() {
+            for cause in &el.causes {
+                let k = slot(cause.kind);
+                for (e, _) in self
+                    .engines
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, info)| info.engine == cause.engine)
+                {
+                    let at = e * kinds + k;
+                    let c = &mut counts[at];
+                    c.occurrences += 1;
+                    c.acc_delta += cause.acc_delta;
+                    if last_element[at] != i {
+                        last_element[at] = i;
+                        c.elements += 1;
                     }
-                    c.elements += seen as usize;
-                }
-                if c.occurrences > 0 {
-                    out.push((e, kind, c));
                 }
             }
         }
-        out
+        counts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, c)| c.occurrences > 0)
+            .map(|(at, c)| (at / kinds, CauseKind::ALL[at % kinds], c))
+            .collect()
     }
 
     /// The largest difference between the first two engines, and where.
@@ -270,12 +284,12 @@ impl Explanation {
     }
 }
 
-/// The raw values an engine's int16 pairs are formed from (after any offset its kernel applies)
-/// and the value of padded taps.
+/// The raw values an engine's int16 pairs are formed from (after any offset its kernel applies):
+/// the input, the weight rows in the pairing order, and the value of padded taps.
 struct PairSource {
     order: ReductionOrder,
     input: Vec<i32>,
-    weight: Vec<i32>,
+    weight_rows: Vec<i32>,
     pad: i32,
 }
 
@@ -286,6 +300,12 @@ impl PairSource {
         activation_offset: i32,
         weight_offset: i32,
     ) -> Self {
+        let weight: Vec<i32> = layer
+            .weight
+            .data
+            .iter()
+            .map(|&w| w + weight_offset)
+            .collect();
         PairSource {
             order,
             input: layer
@@ -294,12 +314,7 @@ impl PairSource {
                 .iter()
                 .map(|&a| a + activation_offset)
                 .collect(),
-            weight: layer
-                .weight
-                .data
-                .iter()
-                .map(|&w| w + weight_offset)
-                .collect(),
+            weight_rows: pack_weight_rows(&layer.geometry, order, &weight),
             pad: layer.input.zero_point + activation_offset,
         }
     }
@@ -489,7 +504,20 @@ fn engine_causes(
     let output = out.values[i];
     // Accumulator causes.
     if let Some(src) = &tracer.pairs {
-        for p in saturated_pairs(g, src.order, &src.input, &src.weight, src.pad, coords) {
+        let [n, _, oh, ow] = coords;
+        let k_len = g.reduction_len();
+        let mut row = vec![src.pad; k_len];
+        let grp = oc / g.group_out_channels();
+        gather_row(
+            g,
+            src.order,
+            &src.input,
+            src.pad,
+            [n, grp, oh, ow],
+            &mut row,
+        );
+        let weights = &src.weight_rows[oc * k_len..(oc + 1) * k_len];
+        for p in saturated_pairs_in_rows(g, src.order, &row, weights, coords) {
             causes.push(Cause {
                 engine,
                 kind: CauseKind::PairSaturation,
@@ -701,13 +729,15 @@ pub fn explain(
         .iter()
         .map(|&e| engines::run(e, layer, options))
         .collect::<Result<_>>()?;
-    explain_outputs(layer, &outputs, progress)
+    explain_outputs(layer, &outputs, options, progress)
 }
 
 /// Explains every output element where any two of `outputs` (engine runs on `layer`) differ.
+/// `options` says how to compute the exact accumulators when no output holds them.
 pub fn explain_outputs(
     layer: &ConvLayer,
     outputs: &[EngineOutput],
+    options: &RunOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Explanation> {
     let g = &layer.geometry;
@@ -731,7 +761,15 @@ pub fn explain_outputs(
             elements: Vec::new(),
         });
     }
-    let exact_acc = exact::accumulators(layer);
+    let exact_acc = match outputs
+        .iter()
+        .find_map(|o| match (o.engine, &o.accumulators) {
+            (EngineKind::Exact, Accumulators::Exact(acc)) => Some(acc),
+            _ => None,
+        }) {
+        Some(acc) => acc.clone(),
+        None => exact::accumulators(layer, options)?,
+    };
     let int_bias = |oc: usize| match &layer.bias {
         Some(Bias::Int32(b)) => b[oc] as i64,
         _ => 0,
