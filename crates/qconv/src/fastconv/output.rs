@@ -238,16 +238,12 @@ impl<T: OutputValue> OutputStage for ExactRequantized<'_, T> {
 
     #[inline(always)]
     fn run(&self, isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [T]) {
-        for (accs, out) in accs.chunks(64).zip(out.chunks_mut(64)) {
-            self.requantizer.requantize_run_f32(isa, accs, 0, oc, out);
-        }
+        self.requantizer.requantize_run_f32(isa, accs, 0, oc, out);
     }
 
     #[inline(always)]
     fn run_i32(&self, isa: KernelIsa, accs: &[i32], acc_offset: i32, oc: usize, out: &mut [T]) {
-        for (accs, out) in accs.chunks(64).zip(out.chunks_mut(64)) {
-            self.requantizer.requantize_run_f32(isa, accs, acc_offset, oc, out);
-        }
+        self.requantizer.requantize_run_f32(isa, accs, acc_offset, oc, out);
     }
 }
 

@@ -39,15 +39,16 @@ pub fn requantize_f32<A: scalar::EstimateInput, T: scalar::EstimateOutput>(
     acc_offset: i32,
     e: &scalar::F32Estimate,
     out: &mut [T],
-) -> u64 {
+    unsure: &mut [u64],
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if isa.has_avx2() {
-            return x86::requantize_f32(isa, accs, acc_offset, e, out);
+            return x86::requantize_f32(isa, accs, acc_offset, e, out, unsure);
         }
     }
     let _ = isa;
-    scalar::requantize_f32(accs, acc_offset, e, out)
+    scalar::requantize_f32(accs, acc_offset, e, out, unsure)
 }
 
 /// What a direct kernel computes (see `fastconv/direct.rs`).

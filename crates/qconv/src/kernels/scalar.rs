@@ -230,28 +230,34 @@ pub struct F32Estimate {
     pub zero_point: i32,
 }
 
-/// For each of up to 64 accumulators `a` (float32 integers, or int32 plus `acc_offset` with
-/// wrapping): `v = clamp((a + int_bias) * scale + offset, lo, hi)`, rounded to nearest through
-/// `+ 1.5 * 2^23`, plus the zero point. Returns the mask of elements too near a tie for the
-/// estimate (bit `i` for element `i`), which the caller recomputes exactly. SIMD kernels compute
-/// the same float32 operations in the same order, so they agree bit for bit.
-pub fn requantize_f32<A: EstimateInput, T: EstimateOutput>(accs: &[A], acc_offset: i32, e: &F32Estimate, out: &mut [T]) -> u64 {
+/// For each accumulator `a` (float32 integers, or int32 plus `acc_offset` with wrapping):
+/// `v = clamp((a + int_bias) * scale + offset, lo, hi)`, rounded to nearest through
+/// `+ 1.5 * 2^23`, plus the zero point. Elements too near a tie for the estimate are flagged in
+/// `unsure` (bit `i % 64` of word `i / 64`; it must hold `ceil(n / 64)` words), and the caller
+/// recomputes them exactly. SIMD kernels compute the same float32 operations in the same order,
+/// so they agree bit for bit.
+pub fn requantize_f32<A: EstimateInput, T: EstimateOutput>(
+    accs: &[A],
+    acc_offset: i32,
+    e: &F32Estimate,
+    out: &mut [T],
+    unsure: &mut [u64],
+) {
     const MAGIC: f32 = 12_582_912.0;
-    let n = accs.len().min(64);
+    let n = accs.len().min(out.len());
     let (vlo, vhi) = (e.lo as f32, e.hi as f32);
     let bias = (MAGIC.to_bits() as i32).wrapping_sub(e.zero_point);
-    let mut unsure = 0u64;
+    unsure[..n.div_ceil(64)].fill(0);
     for (i, (&a, o)) in accs[..n].iter().zip(out.iter_mut()).enumerate() {
         let p = (a.offset_f32(acc_offset) + e.int_bias) * e.scale;
         let v = (p + e.offset).max(vlo).min(vhi);
         let t = v + MAGIC;
         let r = t - MAGIC;
         if (v - r).abs() >= e.threshold {
-            unsure |= 1 << i;
+            unsure[i / 64] |= 1 << (i % 64);
         }
         *o = T::from_i32((t.to_bits() as i32).wrapping_sub(bias));
     }
-    unsure
 }
 
 /// Direct tile (see `kernels::direct_u8s8`): `acc[m * tw + j] = sum over steps s, i < 4 of

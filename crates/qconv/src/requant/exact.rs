@@ -273,8 +273,8 @@ impl ExactRequantizer {
     }
 
     /// Requantizes accumulators of channel `oc` (float32 integers below 2^24 in magnitude, as
-    /// the planar kernels produce them, or int32 plus `acc_offset` with wrapping) into `out`, at
-    /// most 64 per call: the same integers as [`Requantizer::requantize`].
+    /// the planar kernels produce them, or int32 plus `acc_offset` with wrapping) into `out`:
+    /// the same integers as [`Requantizer::requantize`].
     ///
     /// The estimate runs in float32. With `x = acc + b` (`b` the int32 bias), `p = x * scale`
     /// and `v = p + offset`, each of the five roundings (`acc` and `b` to float32 and their sum,
@@ -297,16 +297,27 @@ impl ExactRequantizer {
         oc: usize,
         out: &mut [T],
     ) {
-        let n = accs.len().min(out.len()).min(64);
-        let unsure = match self.run_estimates.get(oc) {
-            Some(e) => crate::kernels::requantize_f32(isa, &accs[..n], acc_offset, e, &mut out[..n]),
-            None => u64::MAX,
-        };
-        if unsure != 0 {
-            for i in 0..n {
-                if unsure >> i & 1 == 1 {
-                    let acc = if A::IS_F32 { accs[i].to_i64() } else { (accs[i].to_i64() as i32).wrapping_add(acc_offset) as i64 };
-                    out[i] = T::from_i32(self.requantize(acc, oc));
+        const CHUNK: usize = 1024;
+        let mut unsure = [0u64; CHUNK / 64];
+        for (accs, out) in accs.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            let n = accs.len().min(out.len());
+            match self.run_estimates.get(oc) {
+                Some(e) => crate::kernels::requantize_f32(isa, &accs[..n], acc_offset, e, &mut out[..n], &mut unsure),
+                None => unsure.fill(u64::MAX),
+            }
+            for (w, &word) in unsure[..n.div_ceil(64)].iter().enumerate() {
+                let mut bits = word;
+                while bits != 0 {
+                    let i = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if i < n {
+                        let acc = if A::IS_F32 {
+                            accs[i].to_i64()
+                        } else {
+                            (accs[i].to_i64() as i32).wrapping_add(acc_offset) as i64
+                        };
+                        out[i] = T::from_i32(self.requantize(acc, oc));
+                    }
                 }
             }
         }
@@ -562,6 +573,12 @@ mod tests {
                     .chain([i32::MIN, i32::MAX, i32::MIN + 1, 1 << 30])
                     .collect();
                 for isa in KernelIsa::available() {
+                    // One long run (several words of flags and several internal chunks).
+                    let mut out = vec![0i32; wide.len()];
+                    r.requantize_run_f32(isa, &wide, 0, oc, &mut out);
+                    for (&a, &o) in wide.iter().zip(&out) {
+                        assert_eq!(o, r.requantize(a as i64, oc), "{isa}: long run, acc {a}");
+                    }
                     for chunk in wide.chunks(57) {
                         // Through an offset too: the accumulator is `a - 1000 + 1000`.
                         let shifted: Vec<i32> = chunk.iter().map(|&a| a.wrapping_sub(1000)).collect();

@@ -155,25 +155,28 @@ pub fn interleave_i16x2(isa: KernelIsa, rows: [&[i16]; 2], out: &mut [i16]) {
     unsafe { direct::interleave_i16x2(rows.map(|r| r.as_ptr()), n, out.as_mut_ptr()) }
 }
 
-/// [`super::scalar::requantize_f32`] with `isa`'s vectors. Panics unless `isa` has AVX2.
+/// [`super::scalar::requantize_f32`] with `isa`'s vectors. Panics unless `isa` has AVX2, or if
+/// `out` or `unsure` is too short.
 pub fn requantize_f32<A: super::scalar::EstimateInput, T: super::scalar::EstimateOutput>(
     isa: KernelIsa,
     accs: &[A],
     acc_offset: i32,
     e: &super::scalar::F32Estimate,
     out: &mut [T],
-) -> u64 {
+    unsure: &mut [u64],
+) {
     assert!(isa.has_avx2(), "an AVX2 kernel set");
     assert!(matches!(size_of::<T>(), 1 | 4), "byte or int32 outputs");
-    let n = accs.len().min(64);
-    assert!(out.len() >= n, "output too short");
-    let (a, o) = (accs.as_ptr(), out.as_mut_ptr());
+    let n = accs.len();
+    assert!(out.len() >= n && unsure.len() >= n.div_ceil(64), "output too short");
+    let (a, o, u) = (accs.as_ptr(), out.as_mut_ptr(), unsure.as_mut_ptr());
     if isa.is_avx512_vnni() {
-        // SAFETY: AVX-512 F/BW detected (KernelIsa); n <= 64 values of both slices.
-        unsafe { planar::requantize_f32_avx512(a, n, acc_offset, e, o) }
+        // SAFETY: AVX-512 F/BW detected (KernelIsa); n values of accs and out, ceil(n / 64)
+        // words of unsure (checked above).
+        unsafe { planar::requantize_f32_avx512(a, n, acc_offset, e, o, u) }
     } else {
-        // SAFETY: AVX2 detected; n <= 64 values of both slices.
-        unsafe { planar::requantize_f32_avx2(a, n, acc_offset, e, o) }
+        // SAFETY: AVX2 detected; extents checked above.
+        unsafe { planar::requantize_f32_avx2(a, n, acc_offset, e, o, u) }
     }
 }
 

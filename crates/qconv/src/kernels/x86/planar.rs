@@ -62,7 +62,8 @@ pub unsafe fn planar_avx512(src: *const f32, offsets: &[usize], weights: &[f32],
 /// [`crate::kernels::scalar::requantize_f32`] on 16 lanes.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F and BW. `accs` and `out` must hold `n <= 64` values.
+/// The CPU must support AVX-512 F and BW. `accs` and `out` must hold `n` values, `unsure`
+/// `ceil(n / 64)` words.
 #[target_feature(enable = "avx512f,avx512bw")]
 pub unsafe fn requantize_f32_avx512<A: EstimateInput, T: EstimateOutput>(
     accs: *const A,
@@ -70,9 +71,11 @@ pub unsafe fn requantize_f32_avx512<A: EstimateInput, T: EstimateOutput>(
     acc_offset: i32,
     e: &F32Estimate,
     out: *mut T,
-) -> u64 {
+    unsure: *mut u64,
+) {
     const MAGIC: f32 = 12_582_912.0;
-    // SAFETY (whole body): masked loads and stores touch only accs[..n] and out[..n].
+    // SAFETY (whole body): masked loads and stores touch only accs[..n] and out[..n]; words
+    // of `unsure` below ceil(n / 64).
     unsafe {
         let (ib, sc, of) = (_mm512_set1_ps(e.int_bias), _mm512_set1_ps(e.scale), _mm512_set1_ps(e.offset));
         let (vlo, vhi) = (_mm512_set1_ps(e.lo as f32), _mm512_set1_ps(e.hi as f32));
@@ -80,7 +83,7 @@ pub unsafe fn requantize_f32_avx512<A: EstimateInput, T: EstimateOutput>(
         let bias = _mm512_set1_epi32((MAGIC.to_bits() as i32).wrapping_sub(e.zero_point));
         let offset = _mm512_set1_epi32(acc_offset);
         let abs = _mm512_set1_epi32(0x7fff_ffff);
-        let mut unsure = 0u64;
+        let mut word = 0u64;
         let mut i = 0;
         while i < n {
             let mask: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
@@ -96,7 +99,7 @@ pub unsafe fn requantize_f32_avx512<A: EstimateInput, T: EstimateOutput>(
             let r = _mm512_sub_ps(t, magic);
             let d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(v, r)), abs));
             let bad = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(mask, d, thr);
-            unsure |= (bad as u64) << i;
+            word |= (bad as u64) << (i % 64);
             let q = _mm512_sub_epi32(_mm512_castps_si512(t), bias);
             match size_of::<T>() {
                 // In range for the output type: truncation keeps the value.
@@ -104,15 +107,19 @@ pub unsafe fn requantize_f32_avx512<A: EstimateInput, T: EstimateOutput>(
                 _ => _mm512_mask_storeu_epi32(out.add(i) as *mut i32, mask, q),
             }
             i += 16;
+            if i % 64 == 0 || i >= n {
+                *unsure.add((i - 1) / 64) = word;
+                word = 0;
+            }
         }
-        unsure
     }
 }
 
 /// [`crate::kernels::scalar::requantize_f32`] on 8 lanes.
 ///
 /// # Safety
-/// The CPU must support AVX2. `accs` and `out` must hold `n <= 64` values.
+/// The CPU must support AVX2. `accs` and `out` must hold `n` values, `unsure` `ceil(n / 64)`
+/// words.
 #[target_feature(enable = "avx2")]
 pub unsafe fn requantize_f32_avx2<A: EstimateInput, T: EstimateOutput>(
     accs: *const A,
@@ -120,11 +127,15 @@ pub unsafe fn requantize_f32_avx2<A: EstimateInput, T: EstimateOutput>(
     acc_offset: i32,
     e: &F32Estimate,
     out: *mut T,
-) -> u64 {
+    unsure: *mut u64,
+) {
     const MAGIC: f32 = 12_582_912.0;
     // SAFETY (whole body): full vectors touch accs[i..i + 8] and out[i..i + 8] with i + 8 <= n;
-    // the tail goes through the scalar definition on the remaining slices.
+    // the tail goes through the scalar definition on the remaining slices; words of `unsure`
+    // below ceil(n / 64).
     unsafe {
+        let words = n.div_ceil(64);
+        std::slice::from_raw_parts_mut(unsure, words).fill(0);
         let (ib, sc, of) = (_mm256_set1_ps(e.int_bias), _mm256_set1_ps(e.scale), _mm256_set1_ps(e.offset));
         let (vlo, vhi) = (_mm256_set1_ps(e.lo as f32), _mm256_set1_ps(e.hi as f32));
         let (thr, magic) = (_mm256_set1_ps(e.threshold), _mm256_set1_ps(MAGIC));
@@ -135,7 +146,6 @@ pub unsafe fn requantize_f32_avx2<A: EstimateInput, T: EstimateOutput>(
         let bytes = _mm256_setr_epi8(
             0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
         );
-        let mut unsure = 0u64;
         let mut i = 0;
         while i + 8 <= n {
             let a = if A::IS_F32 {
@@ -152,7 +162,7 @@ pub unsafe fn requantize_f32_avx2<A: EstimateInput, T: EstimateOutput>(
             let r = _mm256_sub_ps(t, magic);
             let d = _mm256_and_ps(_mm256_sub_ps(v, r), abs);
             let bad = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(d, thr)) as u64;
-            unsure |= bad << i;
+            *unsure.add(i / 64) |= bad << (i % 64);
             let q = _mm256_sub_epi32(_mm256_castps_si256(t), bias);
             match size_of::<T>() {
                 1 => {
@@ -166,10 +176,12 @@ pub unsafe fn requantize_f32_avx2<A: EstimateInput, T: EstimateOutput>(
             i += 8;
         }
         if i < n {
+            // Fewer than 8 left, all in the last word (i is a multiple of 8).
             let tail = std::slice::from_raw_parts(accs.add(i), n - i);
             let out = std::slice::from_raw_parts_mut(out.add(i), n - i);
-            unsure |= crate::kernels::scalar::requantize_f32(tail, acc_offset, e, out) << i;
+            let mut bits = [0u64; 1];
+            crate::kernels::scalar::requantize_f32(tail, acc_offset, e, out, &mut bits);
+            *unsure.add(i / 64) |= bits[0] << (i % 64);
         }
-        unsure
     }
 }
