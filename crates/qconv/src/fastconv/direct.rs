@@ -28,6 +28,9 @@ use crate::geometry::ConvGeometry;
 use crate::kernels::{self, DirectKind, KernelIsa};
 use crate::layer::ConvLayer;
 
+/// Output pixels per block of tiles (see `DirectJob::run`).
+const BLOCK_PIXELS: usize = 1024;
+
 pub(super) struct DirectPlan {
     g: ConvGeometry,
     kernel: KernelIsa,
@@ -397,7 +400,7 @@ impl DirectPlan {
 /// The interleaved copy, by element type.
 trait CopyRef: Copy + Send + Sync {
     /// The tile product at grid pixel `p0` of group `grp` with weight tile `panel`.
-    fn product(&self, plan: &DirectPlan, grp: usize, p0: usize, panel: usize, acc: &mut [i32]);
+    fn product(&self, plan: &DirectPlan, grp: usize, p0: usize, panel: usize, acc: &mut [i32], ldc: usize);
 }
 
 #[derive(Clone, Copy)]
@@ -408,24 +411,24 @@ struct Copy16<'a>(&'a [i16]);
 
 impl CopyRef for Copy8<'_> {
     #[inline(always)]
-    fn product(&self, plan: &DirectPlan, grp: usize, p0: usize, panel: usize, acc: &mut [i32]) {
+    fn product(&self, plan: &DirectPlan, grp: usize, p0: usize, panel: usize, acc: &mut [i32], ldc: usize) {
         let segment = plan.slots * plan.plane_len * 4;
         let b = &self.0[grp * segment + p0 * 4..(grp + 1) * segment];
         let len = plan.steps.len() * plan.mr * 4;
         let w = &plan.w_u8s8[panel * len..(panel + 1) * len];
         let pairs = plan.kind == DirectKind::U8S8Pairs;
-        kernels::direct_u8s8(plan.kernel, pairs, &plan.steps, b, w, acc);
+        kernels::direct_u8s8(plan.kernel, pairs, &plan.steps, b, w, acc, ldc);
     }
 }
 
 impl CopyRef for Copy16<'_> {
     #[inline(always)]
-    fn product(&self, plan: &DirectPlan, grp: usize, p0: usize, panel: usize, acc: &mut [i32]) {
+    fn product(&self, plan: &DirectPlan, grp: usize, p0: usize, panel: usize, acc: &mut [i32], ldc: usize) {
         let segment = plan.slots * plan.plane_len * 2;
         let b = &self.0[grp * segment + p0 * 2..(grp + 1) * segment];
         let len = plan.steps.len() * plan.mr * 2;
         let w = &plan.w_i16[panel * len..(panel + 1) * len];
-        kernels::direct_i16(plan.kernel, &plan.steps, b, w, acc);
+        kernels::direct_i16(plan.kernel, &plan.steps, b, w, acc, ldc);
     }
 }
 
@@ -497,20 +500,32 @@ impl<C: CopyRef, S: OutputStage> crate::kernels::VectorTask for DirectJob<'_, '_
         let ocg = g.group_out_channels();
         let task = self.task;
         let grp = task.grp;
-        let mut acc = vec![0i32; mr * tw];
+        // Blocks of pixel tiles: each output-channel tile fills a block of accumulator rows,
+        // then every row is requantized as one run (long runs keep the output stage's vectors
+        // busy); the block's activations stay in cache across the channel tiles.
+        let block_tiles = (BLOCK_PIXELS / tw).max(1);
+        let block = block_tiles * tw;
+        let mut acc = vec![0i32; mr * block];
+        let mut staged = vec![S::Out::default(); if wq == ow_len { 0 } else { block }];
         let u8_kind = plan.kind != DirectKind::I16;
-        for tile in task.tiles.0..task.tiles.1 {
-            let p0 = tile * tw;
-            let valid = tw.min(grid_len - p0);
+        let mut b0 = task.tiles.0;
+        while b0 < task.tiles.1 {
+            let b1 = (b0 + block_tiles).min(task.tiles.1);
+            let p_start = b0 * tw;
+            let len = (b1 * tw).min(grid_len) - p_start;
             for u in task.oc_tiles.0..task.oc_tiles.1 {
-                self.copy.product(plan, grp, p0, grp * plan.oc_tiles + u, &mut acc);
+                for tile in b0..b1 {
+                    let at = (tile - b0) * tw;
+                    let panel = grp * plan.oc_tiles + u;
+                    self.copy.product(plan, grp, tile * tw, panel, &mut acc[at..], block);
+                }
                 for m in 0..mr {
                     let local = u * mr + m;
                     if local >= ocg {
                         break;
                     }
                     let oc = grp * ocg + local;
-                    let row = &mut acc[m * tw..m * tw + valid];
+                    let row = &mut acc[m * block..m * block + len];
                     // The zero-point correction: a constant per channel (handed to the output
                     // stage), minus the weight zero point times each pixel's activation sum.
                     let mut acc_offset = 0;
@@ -518,29 +533,36 @@ impl<C: CopyRef, S: OutputStage> crate::kernels::VectorTask for DirectJob<'_, '_
                         acc_offset = plan.column_correction[oc];
                         if plan.needs_sums {
                             let wz = plan.weight_zero_points[oc];
-                            let sums = &self.sums[grp * grid + p0..grp * grid + p0 + valid];
+                            let sums = &self.sums[grp * grid + p_start..grp * grid + p_start + len];
                             for (a, &s) in row.iter_mut().zip(sums) {
                                 *a = a.wrapping_sub(wz.wrapping_mul(s));
                             }
                         }
                     }
-                    // Requantize each grid row segment straight into the channel's output
-                    // piece (columns past the output width are dropped).
                     let piece = &mut task.channels[local - task.oc_tiles.0 * mr];
-                    let mut p = p0;
-                    while p < p0 + valid {
+                    if wq == ow_len {
+                        // The grid is the output plane.
+                        let at = p_start - task.out_start;
+                        self.stage.run_i32(plan.kernel, row, acc_offset, oc, &mut piece[at..at + len]);
+                        continue;
+                    }
+                    // Requantize the grid run, then copy each row's valid columns.
+                    let staged = &mut staged[..len];
+                    self.stage.run_i32(plan.kernel, row, acc_offset, oc, staged);
+                    let mut p = p_start;
+                    while p < p_start + len {
                         let (oh, ow) = (p / wq, p % wq);
-                        let end = ((oh + 1) * wq).min(p0 + valid);
+                        let end = ((oh + 1) * wq).min(p_start + len);
                         if ow < ow_len {
                             let n = (end - p).min(ow_len - ow);
                             let at = oh * ow_len + ow - task.out_start;
-                            let accs = &row[p - p0..p - p0 + n];
-                            self.stage.run_i32(plan.kernel, accs, acc_offset, oc, &mut piece[at..at + n]);
+                            piece[at..at + n].copy_from_slice(&staged[p - p_start..p - p_start + n]);
                         }
                         p = end;
                     }
                 }
             }
+            b0 = b1;
         }
     }
 }

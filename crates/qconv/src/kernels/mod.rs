@@ -88,32 +88,33 @@ pub fn direct_tile(isa: KernelIsa, kind: DirectKind) -> (usize, usize) {
 /// The scalar direct kernels' tile.
 const SCALAR_DIRECT_TILE: (usize, usize) = (4, 16);
 
-/// Direct u8 x s8 tile (see [`scalar::direct_u8s8`]) with the tile of [`direct_tile`].
+/// Direct u8 x s8 tile (see [`scalar::direct_u8s8`]) with the tile of [`direct_tile`], row `m`
+/// stored at `acc[m * ldc ..]`.
 #[inline(always)]
-pub fn direct_u8s8(isa: KernelIsa, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32]) {
+pub fn direct_u8s8(isa: KernelIsa, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32], ldc: usize) {
     let kind = if pairs { DirectKind::U8S8Pairs } else { DirectKind::U8S8 };
     #[cfg(target_arch = "x86_64")]
     {
         if x86::direct_tile(isa, kind).is_some() {
-            return x86::direct_u8s8(isa, pairs, steps, b, w, acc);
+            return x86::direct_u8s8(isa, pairs, steps, b, w, acc, ldc);
         }
     }
     let _ = kind;
     let (mr, tw) = SCALAR_DIRECT_TILE;
-    scalar::direct_u8s8(mr, tw, pairs, steps, b, w, acc)
+    scalar::direct_u8s8(mr, tw, pairs, steps, b, w, acc, ldc)
 }
 
 /// Direct i16 tile (see [`scalar::direct_i16`]) with the tile of [`direct_tile`].
 #[inline(always)]
-pub fn direct_i16(isa: KernelIsa, steps: &[usize], b: &[i16], w: &[i16], acc: &mut [i32]) {
+pub fn direct_i16(isa: KernelIsa, steps: &[usize], b: &[i16], w: &[i16], acc: &mut [i32], ldc: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if x86::direct_tile(isa, DirectKind::I16).is_some() {
-            return x86::direct_i16(isa, steps, b, w, acc);
+            return x86::direct_i16(isa, steps, b, w, acc, ldc);
         }
     }
     let (mr, tw) = SCALAR_DIRECT_TILE;
-    scalar::direct_i16(mr, tw, steps, b, w, acc)
+    scalar::direct_i16(mr, tw, steps, b, w, acc, ldc)
 }
 
 /// Four byte rows interleaved into `out` (see [`scalar::interleave`]).

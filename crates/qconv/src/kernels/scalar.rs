@@ -260,16 +260,19 @@ pub fn requantize_f32<A: EstimateInput, T: EstimateOutput>(
     }
 }
 
-/// Direct tile (see `kernels::direct_u8s8`): `acc[m * tw + j] = sum over steps s, i < 4 of
+/// Direct tile (see `kernels::direct_u8s8`): `acc[m * ldc + j] = sum over steps s, i < 4 of
 /// w[(s * mr + m) * 4 + i] * b[steps[s] + 4 j + i]`, in wrapping int32; with `pairs`, each pair
 /// of products (`i = 0, 1` and `i = 2, 3`) is first summed in saturating int16.
-pub fn direct_u8s8(mr: usize, tw: usize, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32]) {
-    acc[..mr * tw].fill(0);
+#[allow(clippy::too_many_arguments)]
+pub fn direct_u8s8(mr: usize, tw: usize, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32], ldc: usize) {
+    for m in 0..mr {
+        acc[m * ldc..m * ldc + tw].fill(0);
+    }
     for (s, &offset) in steps.iter().enumerate() {
         let bs = &b[offset..offset + 4 * tw];
         for m in 0..mr {
             let wq = &w[(s * mr + m) * 4..(s * mr + m) * 4 + 4];
-            let row = &mut acc[m * tw..(m + 1) * tw];
+            let row = &mut acc[m * ldc..m * ldc + tw];
             for (a, x) in row.iter_mut().zip(bs.chunks_exact(4)) {
                 let p: [i32; 4] = std::array::from_fn(|i| x[i] as i32 * wq[i] as i32);
                 let sum = if pairs {
@@ -283,15 +286,17 @@ pub fn direct_u8s8(mr: usize, tw: usize, pairs: bool, steps: &[usize], b: &[u8],
     }
 }
 
-/// Direct tile on i16 pairs: `acc[m * tw + j] = sum over steps s, i < 2 of
+/// Direct tile on i16 pairs: `acc[m * ldc + j] = sum over steps s, i < 2 of
 /// w[(s * mr + m) * 2 + i] * b[steps[s] + 2 j + i]`, in wrapping int32.
-pub fn direct_i16(mr: usize, tw: usize, steps: &[usize], b: &[i16], w: &[i16], acc: &mut [i32]) {
-    acc[..mr * tw].fill(0);
+pub fn direct_i16(mr: usize, tw: usize, steps: &[usize], b: &[i16], w: &[i16], acc: &mut [i32], ldc: usize) {
+    for m in 0..mr {
+        acc[m * ldc..m * ldc + tw].fill(0);
+    }
     for (s, &offset) in steps.iter().enumerate() {
         let bs = &b[offset..offset + 2 * tw];
         for m in 0..mr {
             let wp = &w[(s * mr + m) * 2..(s * mr + m) * 2 + 2];
-            let row = &mut acc[m * tw..(m + 1) * tw];
+            let row = &mut acc[m * ldc..m * ldc + tw];
             for (a, x) in row.iter_mut().zip(bs.chunks_exact(2)) {
                 let sum = x[0] as i32 * wp[0] as i32 + x[1] as i32 * wp[1] as i32;
                 *a = a.wrapping_add(sum);

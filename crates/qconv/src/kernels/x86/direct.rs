@@ -5,7 +5,7 @@
 //! activations for pixel 0 of the tile start, the tile's pixels follow contiguously. The weights
 //! of a step are `MR` quads (pairs) in a row, broadcast one output channel at a time; each
 //! accumulator vector holds consecutive pixels of one output channel, so rows of the result are
-//! runs of an NCHW output plane.
+//! runs of an NCHW output plane. Row `m` of the result is stored at `acc + m * ldc`.
 
 use std::arch::x86_64::*;
 
@@ -22,9 +22,9 @@ pub const AVX2_I16_TILE: (usize, usize) = (4, 24);
 /// # Safety
 /// The CPU must support AVX-512 F, BW and VNNI. For every step `s < steps.len()`,
 /// `b + steps[s]` must be valid for `64 * 4` bytes; `w` must hold `steps.len() * 6 * 4` bytes,
-/// `acc` `6 * 64` values.
+/// `acc` `5 * ldc + 64` values.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub unsafe fn u8s8_avx512(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32) {
+pub unsafe fn u8s8_avx512(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32, ldc: usize) {
     // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
     unsafe {
         let mut c = [[_mm512_setzero_si512(); 4]; 6];
@@ -46,7 +46,7 @@ pub unsafe fn u8s8_avx512(steps: &[usize], b: *const u8, w: *const i8, acc: *mut
         }
         for (m, row) in c.iter().enumerate() {
             for (j, a) in row.iter().enumerate() {
-                _mm512_storeu_si512(acc.add(m * 64 + 16 * j) as *mut __m512i, *a);
+                _mm512_storeu_si512(acc.add(m * ldc + 16 * j) as *mut __m512i, *a);
             }
         }
     }
@@ -56,9 +56,9 @@ pub unsafe fn u8s8_avx512(steps: &[usize], b: *const u8, w: *const i8, acc: *mut
 ///
 /// # Safety
 /// The CPU must support AVX2 and AVX-VNNI. For every step `s`, `b + steps[s]` must be valid for
-/// `24 * 4` bytes; `w` must hold `steps.len() * 4 * 4` bytes, `acc` `4 * 24` values.
+/// `24 * 4` bytes; `w` must hold `steps.len() * 4 * 4` bytes, `acc` `3 * ldc + 24` values.
 #[target_feature(enable = "avx2,avxvnni")]
-pub unsafe fn u8s8_avxvnni(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32) {
+pub unsafe fn u8s8_avxvnni(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32, ldc: usize) {
     // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
     unsafe {
         let mut c = [[_mm256_setzero_si256(); 3]; 4];
@@ -75,7 +75,7 @@ pub unsafe fn u8s8_avxvnni(steps: &[usize], b: *const u8, w: *const i8, acc: *mu
         }
         for (m, row) in c.iter().enumerate() {
             for (j, a) in row.iter().enumerate() {
-                _mm256_storeu_si256(acc.add(m * 24 + 8 * j) as *mut __m256i, *a);
+                _mm256_storeu_si256(acc.add(m * ldc + 8 * j) as *mut __m256i, *a);
             }
         }
     }
@@ -86,9 +86,9 @@ pub unsafe fn u8s8_avxvnni(steps: &[usize], b: *const u8, w: *const i8, acc: *mu
 ///
 /// # Safety
 /// The CPU must support AVX2. For every step `s`, `b + steps[s]` must be valid for `16 * 4`
-/// bytes; `w` must hold `steps.len() * 4 * 4` bytes, `acc` `4 * 16` values.
+/// bytes; `w` must hold `steps.len() * 4 * 4` bytes, `acc` `3 * ldc + 16` values.
 #[target_feature(enable = "avx2")]
-pub unsafe fn u8s8_pairs_avx2(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32) {
+pub unsafe fn u8s8_pairs_avx2(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32, ldc: usize) {
     // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
     unsafe {
         let ones = _mm256_set1_epi16(1);
@@ -107,7 +107,7 @@ pub unsafe fn u8s8_pairs_avx2(steps: &[usize], b: *const u8, w: *const i8, acc: 
         }
         for (m, row) in c.iter().enumerate() {
             for (j, a) in row.iter().enumerate() {
-                _mm256_storeu_si256(acc.add(m * 16 + 8 * j) as *mut __m256i, *a);
+                _mm256_storeu_si256(acc.add(m * ldc + 8 * j) as *mut __m256i, *a);
             }
         }
     }
@@ -117,9 +117,9 @@ pub unsafe fn u8s8_pairs_avx2(steps: &[usize], b: *const u8, w: *const i8, acc: 
 ///
 /// # Safety
 /// The CPU must support AVX2. For every step `s`, `b + steps[s]` must be valid for `24 * 2`
-/// values; `w` must hold `steps.len() * 4 * 2` values, `acc` `4 * 24` values.
+/// values; `w` must hold `steps.len() * 4 * 2` values, `acc` `3 * ldc + 24` values.
 #[target_feature(enable = "avx2")]
-pub unsafe fn i16_avx2(steps: &[usize], b: *const i16, w: *const i16, acc: *mut i32) {
+pub unsafe fn i16_avx2(steps: &[usize], b: *const i16, w: *const i16, acc: *mut i32, ldc: usize) {
     // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
     unsafe {
         let mut c = [[_mm256_setzero_si256(); 3]; 4];
@@ -136,7 +136,7 @@ pub unsafe fn i16_avx2(steps: &[usize], b: *const i16, w: *const i16, acc: *mut 
         }
         for (m, row) in c.iter().enumerate() {
             for (j, a) in row.iter().enumerate() {
-                _mm256_storeu_si256(acc.add(m * 24 + 8 * j) as *mut __m256i, *a);
+                _mm256_storeu_si256(acc.add(m * ldc + 8 * j) as *mut __m256i, *a);
             }
         }
     }

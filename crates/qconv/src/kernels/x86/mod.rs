@@ -99,40 +99,40 @@ pub fn direct_tile(isa: KernelIsa, kind: super::DirectKind) -> Option<(usize, us
 }
 
 /// Checks every extent a direct kernel reads and writes.
-fn check_direct(tile: (usize, usize), width: usize, steps: &[usize], b: usize, w: usize, acc: usize) {
+fn check_direct(tile: (usize, usize), width: usize, steps: &[usize], b: usize, w: usize, acc: usize, ldc: usize) {
     let (mr, tw) = tile;
     let span = tw * width;
     assert!(steps.iter().all(|&s| s + span <= b), "step outside B");
     assert!(w >= steps.len() * mr * width, "weight panel too short");
-    assert!(acc >= mr * tw, "accumulator tile too short");
+    assert!(ldc >= tw && acc >= (mr - 1) * ldc + tw, "accumulator tile too short");
 }
 
 /// Direct u8 x s8 tile (see [`super::scalar::direct_u8s8`]) with `isa`'s kernel. Panics if
 /// `isa` has none for this kind or an extent is wrong.
-pub fn direct_u8s8(isa: KernelIsa, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32]) {
+pub fn direct_u8s8(isa: KernelIsa, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32], ldc: usize) {
     let kind = if pairs { super::DirectKind::U8S8Pairs } else { super::DirectKind::U8S8 };
     let tile = direct_tile(isa, kind).expect("a direct kernel for this kernel set");
-    check_direct(tile, 4, steps, b.len(), w.len(), acc.len());
+    check_direct(tile, 4, steps, b.len(), w.len(), acc.len(), ldc);
     let (b, w, acc) = (b.as_ptr(), w.as_ptr(), acc.as_mut_ptr());
     if pairs {
         // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
-        unsafe { direct::u8s8_pairs_avx2(steps, b, w, acc) }
+        unsafe { direct::u8s8_pairs_avx2(steps, b, w, acc, ldc) }
     } else if isa.is_avx512_vnni() {
         // SAFETY: AVX-512 F/BW/VNNI detected; every extent checked above.
-        unsafe { direct::u8s8_avx512(steps, b, w, acc) }
+        unsafe { direct::u8s8_avx512(steps, b, w, acc, ldc) }
     } else {
         // SAFETY: AVX2 + AVX-VNNI detected; every extent checked above.
-        unsafe { direct::u8s8_avxvnni(steps, b, w, acc) }
+        unsafe { direct::u8s8_avxvnni(steps, b, w, acc, ldc) }
     }
 }
 
 /// Direct i16 tile (see [`super::scalar::direct_i16`]) on AVX2. Panics unless `isa` has AVX2
 /// or if an extent is wrong.
-pub fn direct_i16(isa: KernelIsa, steps: &[usize], b: &[i16], w: &[i16], acc: &mut [i32]) {
+pub fn direct_i16(isa: KernelIsa, steps: &[usize], b: &[i16], w: &[i16], acc: &mut [i32], ldc: usize) {
     let tile = direct_tile(isa, super::DirectKind::I16).expect("an AVX2 kernel set");
-    check_direct(tile, 2, steps, b.len(), w.len(), acc.len());
+    check_direct(tile, 2, steps, b.len(), w.len(), acc.len(), ldc);
     // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
-    unsafe { direct::i16_avx2(steps, b.as_ptr(), w.as_ptr(), acc.as_mut_ptr()) }
+    unsafe { direct::i16_avx2(steps, b.as_ptr(), w.as_ptr(), acc.as_mut_ptr(), ldc) }
 }
 
 /// Four byte rows interleaved (see [`super::scalar::interleave`]). Panics unless `isa` has AVX2
