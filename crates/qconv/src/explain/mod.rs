@@ -783,11 +783,7 @@ pub fn explain_outputs(
         .iter()
         .map(|o| Tracer::new(layer, o))
         .collect::<Result<_>>()?;
-    let mut elements = Vec::with_capacity(differing.len());
-    for (done, &i) in differing.iter().enumerate() {
-        if done % 256 == 0 {
-            progress(done, differing.len());
-        }
+    let explain_one = |i: usize| -> Result<ElementExplanation> {
         let oc = g.output_coords(i)[1];
         let exact = exact_acc[i];
         let mut causes = Vec::new();
@@ -810,7 +806,7 @@ pub fn explain_outputs(
             )?;
             accs.push(acc);
         }
-        elements.push(ElementExplanation {
+        Ok(ElementExplanation {
             index: g.output_coords(i),
             values: outputs.iter().map(|o| o.values[i]).collect(),
             exact_acc: exact + int_bias(oc),
@@ -822,7 +818,31 @@ pub fn explain_outputs(
                 .map_or((exact + int_bias(oc)) as i32, |r| r.requantize(exact, oc)),
             acc: accs.iter().map(|&a| a + int_bias(oc)).collect(),
             causes,
-        });
+        })
+    };
+    // Elements are independent: chunks of them in parallel, in order, with progress between.
+    let threads = options.resolve_threads(layer)?;
+    let pool = if threads > 1 {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .ok()
+    } else {
+        None
+    };
+    let mut elements = Vec::with_capacity(differing.len());
+    for (c, chunk) in differing.chunks(4096).enumerate() {
+        progress(c * 4096, differing.len());
+        let part: Vec<Result<ElementExplanation>> = match &pool {
+            Some(pool) => pool.install(|| {
+                use rayon::prelude::*;
+                chunk.par_iter().map(|&i| explain_one(i)).collect()
+            }),
+            None => chunk.iter().map(|&i| explain_one(i)).collect(),
+        };
+        for element in part {
+            elements.push(element?);
+        }
     }
     progress(differing.len(), differing.len());
     Ok(Explanation {
