@@ -292,17 +292,7 @@ impl DirectPlan {
         for (iy, row) in src.chunks_exact(g.in_w).enumerate() {
             let y = iy + top;
             let row_start = |px: usize| ((y % sh) * sw + px) * hq * wq + (y / sh) * wq;
-            if sw == 1 {
-                let at = row_start(0) + left;
-                for (d, &v) in dst[at..at + g.in_w].iter_mut().zip(row) {
-                    *d = f(v.into());
-                }
-            } else {
-                for (ix, &v) in row.iter().enumerate() {
-                    let x = ix + left;
-                    dst[row_start(x % sw) + x / sw] = f(v.into());
-                }
-            }
+            super::split_row(row, left, sw, row_start, dst, &|v: I| f(v.into()));
         }
     }
 

@@ -132,7 +132,9 @@ impl ConvPlan {
                 }
             }
         }
-        let pool = if threads > 1 {
+        // Waking other threads costs microseconds: layers this small run on the caller's.
+        const MIN_PARALLEL_MACS: u64 = 1 << 18;
+        let pool = if threads > 1 && (g.macs() as u64) >= MIN_PARALLEL_MACS {
             Some(Arc::new(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
@@ -612,6 +614,55 @@ impl ConvPlan {
             for (q, chunk) in row.chunks_exact(width).enumerate() {
                 let at = (q * mr + m) * width;
                 a[at..at + width].copy_from_slice(chunk);
+            }
+        }
+    }
+}
+
+/// Writes one input row into its column phases (stride `sw`, `left` columns of padding before
+/// it): column `ix` goes to position `(ix + left) / sw` of phase `(ix + left) % sw`, whose row
+/// starts at `row_start(phase)` in `dst`. Strides 1 and 2 take loops the compiler vectorizes.
+#[inline(always)]
+fn split_row<I: Copy, T: Copy>(
+    row: &[I],
+    left: usize,
+    sw: usize,
+    row_start: impl Fn(usize) -> usize,
+    dst: &mut [T],
+    convert: &impl Fn(I) -> T,
+) {
+    let w = row.len();
+    match sw {
+        1 => {
+            let at = row_start(0) + left;
+            for (d, &v) in dst[at..at + w].iter_mut().zip(row) {
+                *d = convert(v);
+            }
+        }
+        2 => {
+            // Even and odd columns in one pass.
+            let (pa, pb) = (left % 2, (left + 1) % 2);
+            let (a0, b0) = (row_start(pa) + left / 2, row_start(pb) + (left + 1) / 2);
+            let pairs = w / 2;
+            let (first, second) = if a0 < b0 {
+                let (x, y) = dst.split_at_mut(b0);
+                (&mut x[a0..a0 + pairs], &mut y[..pairs])
+            } else {
+                let (x, y) = dst.split_at_mut(a0);
+                (&mut y[..pairs], &mut x[b0..b0 + pairs])
+            };
+            for ((pair, a), b) in row.chunks_exact(2).zip(first).zip(second) {
+                *a = convert(pair[0]);
+                *b = convert(pair[1]);
+            }
+            if w % 2 == 1 {
+                dst[a0 + pairs] = convert(row[w - 1]);
+            }
+        }
+        _ => {
+            for (ix, &v) in row.iter().enumerate() {
+                let x = ix + left;
+                dst[row_start(x % sw) + x / sw] = convert(v);
             }
         }
     }

@@ -189,41 +189,7 @@ impl PlanarPlan {
                     continue;
                 }
                 let row = &src[iy * g.in_w..(iy + 1) * g.in_w];
-                // Column `ix` goes to phase `(ix + left) % sw`, sub-plane column `(ix + left) / sw`.
-                match sw {
-                    1 => {
-                        let at = row_start(0) + left;
-                        for (d, &v) in buffer[at..at + g.in_w].iter_mut().zip(row) {
-                            *d = convert(v);
-                        }
-                    }
-                    2 => {
-                        // Even and odd columns in one pass (a loop the compiler vectorizes).
-                        let (pa, pb) = (left % 2, (left + 1) % 2);
-                        let (a0, b0) = (row_start(pa) + left / 2, row_start(pb) + (left + 1) / 2);
-                        let pairs = g.in_w / 2;
-                        let (first, second) = if a0 < b0 {
-                            let (x, y) = buffer.split_at_mut(b0);
-                            (&mut x[a0..a0 + pairs], &mut y[..pairs])
-                        } else {
-                            let (x, y) = buffer.split_at_mut(a0);
-                            (&mut y[..pairs], &mut x[b0..b0 + pairs])
-                        };
-                        for ((pair, a), b) in row.chunks_exact(2).zip(first).zip(second) {
-                            *a = convert(pair[0]);
-                            *b = convert(pair[1]);
-                        }
-                        if g.in_w % 2 == 1 {
-                            buffer[a0 + pairs] = convert(row[g.in_w - 1]);
-                        }
-                    }
-                    _ => {
-                        for (ix, &v) in row.iter().enumerate() {
-                            let x = ix + left;
-                            buffer[row_start(x % sw) + x / sw] = convert(v);
-                        }
-                    }
-                }
+                super::split_row(row, left, sw, row_start, buffer, &convert);
             }
         }
     }
