@@ -228,7 +228,7 @@ proptest! {
         let reference = accumulate(g, &l.input.data, &l.weight.data, &model);
         for kernel in KernelIsa::available() {
             let plan = ConvPlan::new(&l, Reduction::PairSaturating, kernel, 2).unwrap().expect("u8 x s8");
-            // Odd channel counts pair across taps: the indirect GEMM route.
+            // Odd channel counts pair across taps: the NHWC-row GEMM route.
             prop_assert_eq!(plan.route().contains("direct"), s.cg % 2 == 0, "{}", plan.route());
             prop_assert_eq!(&run_plan(&plan, &l), &reference, "{}", kernel);
         }

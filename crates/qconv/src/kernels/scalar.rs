@@ -1,33 +1,15 @@
 //! Portable kernels. They define what every SIMD kernel must compute, and run where no SIMD
 //! kernel applies.
 //!
-//! Packed layouts (shared with the x86 kernels):
-//! - u8 x s8 panels in quads: A is `[kq][mr][4]` (4 consecutive reduction steps of each row),
-//!   B is `[kq][nr][4]`; C is `[mr][nr]` row-major.
-//! - i16 x i16 panels in pairs: A is `[kp][mr][2]`, B is `[kp][nr][2]`.
+//! Packed layouts of the pair GEMMs (shared with the x86 kernels): u8 x s8 panels in quads, A is
+//! `[kq][mr][4]` (4 consecutive reduction steps of each row), B is `[kq][nr][4]`; C is `[mr][nr]`
+//! row-major. The direct, planar and requantization kernels document their own layouts.
 
 use crate::numerics::sat16;
 
-/// `C[m][n] = sum_k A[m][k] * B[k][n]`, exact (int32 wrap-around) on quad-packed u8 x s8 panels.
-pub fn gemm_u8s8(mr: usize, nr: usize, kq: usize, a: &[u8], b: &[i8], c: &mut [i32]) {
-    debug_assert!(a.len() >= kq * mr * 4 && b.len() >= kq * nr * 4 && c.len() >= mr * nr);
-    c[..mr * nr].fill(0);
-    for q in 0..kq {
-        let aq = &a[q * mr * 4..(q + 1) * mr * 4];
-        let bq = &b[q * nr * 4..(q + 1) * nr * 4];
-        for m in 0..mr {
-            let am = &aq[m * 4..m * 4 + 4];
-            for n in 0..nr {
-                let bn = &bq[n * 4..n * 4 + 4];
-                let dot: i32 = (0..4).map(|i| am[i] as i32 * bn[i] as i32).sum();
-                c[m * nr + n] = c[m * nr + n].wrapping_add(dot);
-            }
-        }
-    }
-}
-
-/// Like [`gemm_u8s8`], but each pair of products (reduction steps `2p`, `2p + 1`) is summed in
-/// saturating int16 first, as `vpmaddubsw` does.
+/// `C[m][n] = sum_k A[m][k] * B[k][n]` on quad-packed u8 x s8 panels, each pair of products
+/// (reduction steps `2p`, `2p + 1`) summed in saturating int16 first, as `vpmaddubsw` does, then
+/// in wrapping int32.
 pub fn gemm_u8s8_pairs(mr: usize, nr: usize, kq: usize, a: &[u8], b: &[i8], c: &mut [i32]) {
     debug_assert!(a.len() >= kq * mr * 4 && b.len() >= kq * nr * 4 && c.len() >= mr * nr);
     c[..mr * nr].fill(0);
@@ -46,11 +28,11 @@ pub fn gemm_u8s8_pairs(mr: usize, nr: usize, kq: usize, a: &[u8], b: &[i8], c: &
     }
 }
 
-/// Indirect u8 x s8 tile product: row `m` of A is the concatenation over taps `t` of
-/// `a[offsets[t * mr + m] ..][.. quads * 4]`; B is quad-packed `[taps * quads][nr][4]`. Exact
-/// (int32 wrap-around), or with int16 pair saturation when `pairs`.
+/// Indirect u8 x s8 tile product with int16 pair saturation: row `m` of A is the concatenation
+/// over taps `t` of `a[offsets[t * mr + m] ..][.. quads * 4]`; B is quad-packed
+/// `[taps * quads][nr][4]`.
 #[allow(clippy::too_many_arguments)]
-pub fn igemm_u8s8(
+pub fn igemm_u8s8_pairs(
     mr: usize,
     nr: usize,
     taps: usize,
@@ -59,7 +41,6 @@ pub fn igemm_u8s8(
     offsets: &[usize],
     b: &[i8],
     c: &mut [i32],
-    pairs: bool,
 ) {
     c[..mr * nr].fill(0);
     for t in 0..taps {
@@ -71,58 +52,9 @@ pub fn igemm_u8s8(
                 for n in 0..nr {
                     let bn = &bq[n * 4..n * 4 + 4];
                     let p = |i: usize| am[i] as i32 * bn[i] as i32;
-                    let dot = if pairs {
-                        sat16(p(0) + p(1)) + sat16(p(2) + p(3))
-                    } else {
-                        p(0) + p(1) + p(2) + p(3)
-                    };
+                    let dot = sat16(p(0) + p(1)) + sat16(p(2) + p(3));
                     c[m * nr + n] = c[m * nr + n].wrapping_add(dot);
                 }
-            }
-        }
-    }
-}
-
-/// Indirect i16 x i16 tile product: like [`igemm_u8s8`] with pairs of i16 values, exact.
-#[allow(clippy::too_many_arguments)]
-pub fn igemm_i16(
-    mr: usize,
-    nr: usize,
-    taps: usize,
-    pairs: usize,
-    a: &[i16],
-    offsets: &[usize],
-    b: &[i16],
-    c: &mut [i32],
-) {
-    c[..mr * nr].fill(0);
-    for t in 0..taps {
-        for p in 0..pairs {
-            let bp = &b[(t * pairs + p) * nr * 2..][..nr * 2];
-            for m in 0..mr {
-                let at = offsets[t * mr + m] + p * 2;
-                let (a0, a1) = (a[at] as i32, a[at + 1] as i32);
-                for n in 0..nr {
-                    let dot = a0 * bp[n * 2] as i32 + a1 * bp[n * 2 + 1] as i32;
-                    c[m * nr + n] = c[m * nr + n].wrapping_add(dot);
-                }
-            }
-        }
-    }
-}
-
-/// `C[m][n] = sum_k A[m][k] * B[k][n]`, exact, on pair-packed i16 x i16 panels.
-pub fn gemm_i16(mr: usize, nr: usize, kp: usize, a: &[i16], b: &[i16], c: &mut [i32]) {
-    debug_assert!(a.len() >= kp * mr * 2 && b.len() >= kp * nr * 2 && c.len() >= mr * nr);
-    c[..mr * nr].fill(0);
-    for p in 0..kp {
-        let ap = &a[p * mr * 2..(p + 1) * mr * 2];
-        let bp = &b[p * nr * 2..(p + 1) * nr * 2];
-        for m in 0..mr {
-            for n in 0..nr {
-                let dot = ap[m * 2] as i32 * bp[n * 2] as i32
-                    + ap[m * 2 + 1] as i32 * bp[n * 2 + 1] as i32;
-                c[m * nr + n] = c[m * nr + n].wrapping_add(dot);
             }
         }
     }

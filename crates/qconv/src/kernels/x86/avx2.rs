@@ -1,44 +1,9 @@
-//! AVX2 kernels: 6 x 16 register tiles.
+//! AVX2 pair-saturating GEMM kernels (packed and indirect): 6 x 16 register tiles.
 
 use std::arch::x86_64::*;
 
 pub const MR: usize = 6;
 pub const NR: usize = 16;
-
-/// Exact i16 x i16: `vpmaddwd` of a broadcast pair of activations with a pair-packed weight row.
-///
-/// # Safety
-/// The CPU must support AVX2. `a` must hold `kp * MR * 2` values, `b` `kp * NR * 2`, `c` `MR * NR`.
-#[target_feature(enable = "avx2")]
-pub unsafe fn gemm_i16(kp: usize, a: *const i16, b: *const i16, c: *mut i32) {
-    // SAFETY: forwarded from the caller's contract.
-    unsafe { gemm_i16_body(kp, a, b, c) }
-}
-
-#[inline(always)]
-unsafe fn gemm_i16_body(kp: usize, a: *const i16, b: *const i16, c: *mut i32) {
-    // SAFETY (whole body): all pointer arithmetic stays inside the extents the caller guaranteed:
-    // step p reads a[p*MR*2 .. (p+1)*MR*2], b[p*NR*2 .. (p+1)*NR*2]; c is written MR*NR values.
-    unsafe {
-        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-        for p in 0..kp {
-            let bp = b.add(p * NR * 2) as *const __m256i;
-            let b0 = _mm256_loadu_si256(bp);
-            let b1 = _mm256_loadu_si256(bp.add(1));
-            let ap = a.add(p * MR * 2) as *const i32;
-            for (m, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_epi32(ap.add(m).read_unaligned());
-                row[0] = _mm256_add_epi32(row[0], _mm256_madd_epi16(av, b0));
-                row[1] = _mm256_add_epi32(row[1], _mm256_madd_epi16(av, b1));
-            }
-        }
-        for (m, row) in acc.iter().enumerate() {
-            let out = c.add(m * NR) as *mut __m256i;
-            _mm256_storeu_si256(out, row[0]);
-            _mm256_storeu_si256(out.add(1), row[1]);
-        }
-    }
-}
 
 /// u8 x s8 with int16 pair saturation: `vpmaddubsw` (pairs of products, saturating), `vpmaddwd`
 /// with ones (widening, exact), `vpaddd`, as FBGEMM's and ONNX Runtime's AVX2 kernels do.
@@ -114,49 +79,6 @@ pub unsafe fn igemm_u8s8_pairs(
                     let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones);
                     row[0] = _mm256_add_epi32(row[0], p0);
                     row[1] = _mm256_add_epi32(row[1], p1);
-                }
-            }
-        }
-        for (m, row) in acc.iter().enumerate() {
-            let out = c.add(m * NR) as *mut __m256i;
-            _mm256_storeu_si256(out, row[0]);
-            _mm256_storeu_si256(out.add(1), row[1]);
-        }
-    }
-}
-
-/// Indirect exact i16 x i16 (`vpmaddwd`): for each tap, row `m` reads `a + offsets[t * MR + m]`
-/// (offsets in i16 elements).
-///
-/// # Safety
-/// The CPU must support AVX2. For every tap `t` and row `m`, `a + offsets[t * MR + m]` must be
-/// valid for `pairs * 2` values; `offsets` must hold `taps * MR` values, `b`
-/// `taps * pairs * NR * 2` values, `c` `MR * NR` values.
-#[target_feature(enable = "avx2")]
-pub unsafe fn igemm_i16(
-    taps: usize,
-    pairs: usize,
-    a: *const i16,
-    offsets: *const usize,
-    b: *const i16,
-    c: *mut i32,
-) {
-    // SAFETY (whole body): every read is inside the extents listed in the contract above.
-    unsafe {
-        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-        for t in 0..taps {
-            let mut rows = [a; MR];
-            for (m, row) in rows.iter_mut().enumerate() {
-                *row = a.add(*offsets.add(t * MR + m));
-            }
-            let bt = b.add(t * pairs * NR * 2) as *const __m256i;
-            for p in 0..pairs {
-                let b0 = _mm256_loadu_si256(bt.add(2 * p));
-                let b1 = _mm256_loadu_si256(bt.add(2 * p + 1));
-                for (m, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_set1_epi32((rows[m].add(p * 2) as *const i32).read_unaligned());
-                    row[0] = _mm256_add_epi32(row[0], _mm256_madd_epi16(av, b0));
-                    row[1] = _mm256_add_epi32(row[1], _mm256_madd_epi16(av, b1));
                 }
             }
         }

@@ -3,46 +3,18 @@
 //! a `#[target_feature]` function that wraps an `#[inline(always)]` body.
 
 mod avx2;
-mod avx512vnni;
-mod avxvnni;
 mod direct;
 mod planar;
 
 use super::KernelIsa;
 
-/// Register tile `(mr, nr)` of the exact u8 x s8 kernel of `isa`, if it has one.
-pub fn u8s8_tile(isa: KernelIsa) -> Option<(usize, usize)> {
-    if isa.is_avx512_vnni() {
-        Some((avx512vnni::MR, avx512vnni::NR))
-    } else if isa.is_avx_vnni() {
-        Some((avxvnni::MR, avxvnni::NR))
-    } else {
-        None
-    }
-}
-
-/// Register tile of the AVX2 kernels (pairs and i16).
+/// Register tile of the AVX2 pair GEMM kernels.
 pub const AVX2_TILE: (usize, usize) = (avx2::MR, avx2::NR);
 
 fn check_panels(mr: usize, nr: usize, steps: usize, width: usize, a: usize, b: usize, c: usize) {
     assert!(a >= steps * mr * width, "A panel too short");
     assert!(b >= steps * nr * width, "B panel too short");
     assert!(c >= mr * nr, "C tile too short");
-}
-
-/// Exact u8 x s8 tile product on quad-packed panels with `isa`'s VNNI kernel (see
-/// [`u8s8_tile`] for the tile size). Panics if `isa` has no such kernel or a slice is too short.
-pub fn gemm_u8s8(isa: KernelIsa, kq: usize, a: &[u8], b: &[i8], c: &mut [i32]) {
-    let (mr, nr) = u8s8_tile(isa).expect("a VNNI kernel set");
-    check_panels(mr, nr, kq, 4, a.len(), b.len(), c.len());
-    if isa.is_avx512_vnni() {
-        // SAFETY: `isa` was produced by CPU detection (see KernelIsa), so AVX-512 F/BW/VNNI are
-        // present; the panel lengths were checked above against the kernel's fixed tile.
-        unsafe { avx512vnni::gemm_u8s8(kq, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
-    } else {
-        // SAFETY: as above, for AVX2 + AVX-VNNI.
-        unsafe { avxvnni::gemm_u8s8(kq, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
-    }
 }
 
 /// u8 x s8 tile product summing each pair of products in saturating int16 (`vpmaddubsw`), on
@@ -53,16 +25,6 @@ pub fn gemm_u8s8_pairs(isa: KernelIsa, kq: usize, a: &[u8], b: &[i8], c: &mut [i
     check_panels(mr, nr, kq, 4, a.len(), b.len(), c.len());
     // SAFETY: every non-scalar KernelIsa implies AVX2 and FMA were detected; lengths checked.
     unsafe { avx2::gemm_u8s8_pairs(kq, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
-}
-
-/// Exact i16 x i16 tile product on pair-packed panels of [`AVX2_TILE`]. Panics unless `isa` has
-/// AVX2.
-pub fn gemm_i16(isa: KernelIsa, kp: usize, a: &[i16], b: &[i16], c: &mut [i32]) {
-    assert!(isa.has_avx2(), "an AVX2 kernel set");
-    let (mr, nr) = AVX2_TILE;
-    check_panels(mr, nr, kp, 2, a.len(), b.len(), c.len());
-    // SAFETY: every non-scalar KernelIsa implies AVX2 was detected; lengths checked above.
-    unsafe { avx2::gemm_i16(kp, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
 }
 
 /// Planar convolution (see [`super::scalar::planar_f32`]) with `isa`'s widest float vectors.
@@ -180,24 +142,6 @@ pub fn requantize_f32<A: super::scalar::EstimateInput, T: super::scalar::Estimat
     }
 }
 
-/// Register tile `(mr, nr)` of `isa`'s indirect kernel for `family`: u8 x s8 exact (VNNI sets
-/// only), u8 x s8 pairs, or i16 (AVX2 sets).
-pub fn indirect_tile(isa: KernelIsa, u8s8_exact: bool) -> Option<(usize, usize)> {
-    if u8s8_exact {
-        if isa.is_avx512_vnni() {
-            Some((avx512vnni::IMR, avx512vnni::INR))
-        } else if isa.is_avx_vnni() {
-            Some((avxvnni::IMR, avxvnni::INR))
-        } else {
-            None
-        }
-    } else if isa.has_avx2() {
-        Some((avx2::MR, avx2::NR))
-    } else {
-        None
-    }
-}
-
 /// Checks the extents an indirect kernel reads: every row start plus `span` values inside `a`.
 fn check_indirect(mr: usize, nr: usize, taps: usize, steps: usize, width: usize, a: usize, offsets: &[usize], b: usize, c: usize) {
     assert!(offsets.len() >= taps * mr, "offsets too short");
@@ -207,34 +151,15 @@ fn check_indirect(mr: usize, nr: usize, taps: usize, steps: usize, width: usize,
     assert!(c >= mr * nr, "C tile too short");
 }
 
-/// Indirect u8 x s8 tile product (see [`super::scalar::igemm_u8s8`]): exact with `isa`'s VNNI
-/// kernel, or with int16 pair saturation on AVX2 when `pairs`. Panics if `isa` has no such
-/// kernel or an extent is wrong.
-#[allow(clippy::too_many_arguments)]
-pub fn igemm_u8s8(isa: KernelIsa, pairs: bool, taps: usize, quads: usize, a: &[u8], offsets: &[usize], b: &[i8], c: &mut [i32]) {
-    let (mr, nr) = indirect_tile(isa, !pairs).expect("an indirect kernel for this kernel set");
+/// Indirect u8 x s8 tile product with int16 pair saturation (see
+/// [`super::scalar::igemm_u8s8_pairs`]) on [`AVX2_TILE`]. Panics unless `isa` has AVX2 or if an
+/// extent is wrong.
+pub fn igemm_u8s8_pairs(isa: KernelIsa, taps: usize, quads: usize, a: &[u8], offsets: &[usize], b: &[i8], c: &mut [i32]) {
+    assert!(isa.has_avx2(), "an AVX2 kernel set");
+    let (mr, nr) = AVX2_TILE;
     check_indirect(mr, nr, taps, quads, 4, a.len(), offsets, b.len(), c.len());
-    let (a, o, b, c) = (a.as_ptr(), offsets.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-    if pairs {
-        // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
-        unsafe { avx2::igemm_u8s8_pairs(taps, quads, a, o, b, c) }
-    } else if isa.is_avx512_vnni() {
-        // SAFETY: AVX-512 F/BW/VNNI detected; every extent checked above.
-        unsafe { avx512vnni::igemm_u8s8(taps, quads, a, o, b, c) }
-    } else {
-        // SAFETY: AVX2 + AVX-VNNI detected; every extent checked above.
-        unsafe { avxvnni::igemm_u8s8(taps, quads, a, o, b, c) }
-    }
-}
-
-/// Indirect exact i16 x i16 tile product on AVX2. Panics unless `isa` has AVX2 or an extent is
-/// wrong.
-#[allow(clippy::too_many_arguments)]
-pub fn igemm_i16(isa: KernelIsa, taps: usize, pairs: usize, a: &[i16], offsets: &[usize], b: &[i16], c: &mut [i32]) {
-    let (mr, nr) = indirect_tile(isa, false).expect("an AVX2 kernel set");
-    check_indirect(mr, nr, taps, pairs, 2, a.len(), offsets, b.len(), c.len());
     // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
-    unsafe { avx2::igemm_i16(taps, pairs, a.as_ptr(), offsets.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
+    unsafe { avx2::igemm_u8s8_pairs(taps, quads, a.as_ptr(), offsets.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
 }
 
 /// Runs `task` inside a function compiled for `isa`'s vector extensions, so that the loops
