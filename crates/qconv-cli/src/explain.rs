@@ -49,10 +49,10 @@ pub struct Args {
 /// exact and the first ISA-dependent engine that accepts it. Each engine runs once.
 fn default_runs(layer: &qconv::ConvLayer, options: &RunOptions) -> Result<Vec<EngineOutput>> {
     let run = |e: EngineKind| engines::run(e, layer, options);
-    if let Ok(float_path) = run(EngineKind::FloatPath) {
-        if let Ok(fbgemm) = run(EngineKind::Fbgemm) {
-            return Ok(vec![float_path, fbgemm]);
-        }
+    if let Ok(float_path) = run(EngineKind::FloatPath)
+        && let Ok(fbgemm) = run(EngineKind::Fbgemm)
+    {
+        return Ok(vec![float_path, fbgemm]);
     }
     for e in EngineKind::ALL.into_iter().filter(|e| e.depends_on_isa()) {
         if let Ok(out) = run(e) {
@@ -63,10 +63,11 @@ fn default_runs(layer: &qconv::ConvLayer, options: &RunOptions) -> Result<Vec<En
 }
 
 pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
-    if let Some(path) = &args.html {
-        if !path.ends_with(".html") && !path.ends_with(".htm") {
-            bail!("--html: `{path}`: expected a .html file name");
-        }
+    if let Some(path) = &args.html
+        && !path.ends_with(".html")
+        && !path.ends_with(".htm")
+    {
+        bail!("--html: `{path}`: expected a .html file name");
     }
     let loaded = io::load_layer(&args.layer)?;
     let layer = &loaded.layer;

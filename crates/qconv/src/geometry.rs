@@ -131,7 +131,7 @@ impl ConvGeometry {
                 ));
             }
         }
-        if self.in_channels % self.groups != 0 {
+        if !self.in_channels.is_multiple_of(self.groups) {
             return Err(Error::invalid(
                 "conv.groups",
                 format!(
@@ -140,7 +140,7 @@ impl ConvGeometry {
                 ),
             ));
         }
-        if self.out_channels % self.groups != 0 {
+        if !self.out_channels.is_multiple_of(self.groups) {
             return Err(Error::invalid(
                 "conv.groups",
                 format!(

@@ -129,16 +129,16 @@ impl ConvLayer {
     ) -> Result<Self> {
         let [n, c, h, w] = input.shape;
         let [oc, cg, kh, kw] = weight.shape;
-        if let Some(kernel) = conv.kernel {
-            if kernel != [kh, kw] {
-                return Err(Error::invalid(
-                    "conv.kernel",
-                    format!(
-                        "{kernel:?} does not match the weight's shape {:?} (kernel = last two dims)",
-                        weight.shape
-                    ),
-                ));
-            }
+        if let Some(kernel) = conv.kernel
+            && kernel != [kh, kw]
+        {
+            return Err(Error::invalid(
+                "conv.kernel",
+                format!(
+                    "{kernel:?} does not match the weight's shape {:?} (kernel = last two dims)",
+                    weight.shape
+                ),
+            ));
         }
         if conv.groups == 0 {
             return Err(Error::invalid("conv.groups", "must be > 0"));
@@ -226,13 +226,13 @@ impl ConvLayer {
                     ),
                 ));
             }
-            if let Bias::Float32(v) = bias {
-                if let Some(i) = v.iter().position(|b| !b.is_finite()) {
-                    return Err(Error::invalid(
-                        "bias.data",
-                        format!("element {i} is {}, expected a finite number", v[i]),
-                    ));
-                }
+            if let Bias::Float32(v) = bias
+                && let Some(i) = v.iter().position(|b| !b.is_finite())
+            {
+                return Err(Error::invalid(
+                    "bias.data",
+                    format!("element {i} is {}, expected a finite number", v[i]),
+                ));
             }
         }
 

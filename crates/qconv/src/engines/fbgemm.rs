@@ -49,7 +49,7 @@ impl FbgemmPath {
         let k = g.kernel[0];
         let depthwise = g.groups == g.in_channels
             && (g.out_channels == g.groups || g.out_channels == 2 * g.groups)
-            && g.groups % 8 == 0
+            && g.groups.is_multiple_of(8)
             && g.stride.iter().all(|&s| s == 1 || s == 2)
             && g.kernel[0] == g.kernel[1]
             && matches!(k, 3 | 5 | 7)
@@ -88,7 +88,7 @@ impl FbgemmPath {
 /// computes the intended result; this says so.
 pub fn groupwise_defect(g: &ConvGeometry, path: FbgemmPath, isa: Isa) -> Option<String> {
     let together = groups_together(g, isa);
-    (path == FbgemmPath::Groupwise && g.groups % together != 0).then(|| {
+    (path == FbgemmPath::Groupwise && !g.groups.is_multiple_of(together)).then(|| {
         format!(
             "FBGEMM's groupwise kernel processes {together} groups at a time on {isa} and \
              mishandles {} groups (not a multiple): the real engine returns garbage or crashes \

@@ -320,7 +320,9 @@ impl PairSource {
     }
 }
 
-/// How an engine rounds, for tracing its chain.
+/// How an engine rounds, for tracing its chain (one per engine per explanation, so the size of
+/// the largest variant does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Rounding<'a> {
     Exact,
     FloatPath(float_path::FloatPathAnalysis<'a>),

@@ -147,8 +147,16 @@ impl ConvPlan {
         S: OutputStage,
     {
         let g = &self.g;
-        assert_eq!(input.len(), g.input_shape().iter().product::<usize>(), "input length");
-        assert_eq!(out.len(), g.output_shape().iter().product::<usize>(), "output length");
+        assert_eq!(
+            input.len(),
+            g.input_shape().iter().product::<usize>(),
+            "input length"
+        );
+        assert_eq!(
+            out.len(),
+            g.output_shape().iter().product::<usize>(),
+            "output length"
+        );
         match &self.route {
             Route::Planar(p) => p.run(self.pool.as_deref(), input, out, stage),
             Route::Direct(d) => d.run(self.pool.as_deref(), input, out, stage),
@@ -180,7 +188,7 @@ fn split_row<I: Copy, T: Copy>(
         2 => {
             // Even and odd columns in one pass.
             let (pa, pb) = (left % 2, (left + 1) % 2);
-            let (a0, b0) = (row_start(pa) + left / 2, row_start(pb) + (left + 1) / 2);
+            let (a0, b0) = (row_start(pa) + left / 2, row_start(pb) + left.div_ceil(2));
             let pairs = w / 2;
             let (first, second) = if a0 < b0 {
                 let (x, y) = dst.split_at_mut(b0);
@@ -205,4 +213,3 @@ fn split_row<I: Copy, T: Copy>(
         }
     }
 }
-

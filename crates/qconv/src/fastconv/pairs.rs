@@ -54,7 +54,11 @@ impl PairGemmPlan {
         let (mr, nr) = pairs_tile(kernel);
         let runs = RunLayout {
             row_runs,
-            count: if row_runs { g.kernel[0] } else { g.kernel[0] * g.kernel[1] },
+            count: if row_runs {
+                g.kernel[0]
+            } else {
+                g.kernel[0] * g.kernel[1]
+            },
             len: run_len,
             padded: run_len.div_ceil(4) * 4,
         };
@@ -130,8 +134,13 @@ impl PairGemmPlan {
     }
 
     /// Runs the layer on NCHW `input` into NCHW `out`, in parallel over output pixels.
-    pub(super) fn run<I, S>(&self, pool: Option<&Arc<rayon::ThreadPool>>, input: &[I], out: &mut [S::Out], stage: &S)
-    where
+    pub(super) fn run<I, S>(
+        &self,
+        pool: Option<&Arc<rayon::ThreadPool>>,
+        input: &[I],
+        out: &mut [S::Out],
+        stage: &S,
+    ) where
         I: Copy + Into<i32> + Sync,
         S: OutputStage,
     {
@@ -190,7 +199,14 @@ impl PairGemmPlan {
             let mut m0 = task.p0;
             while m0 < task.p1 {
                 let rows = mr.min(task.p1 - m0);
-                self.pack(nhwc, pad, (task.n, grp, m0, rows), &mut row, &mut a, &mut row_sums);
+                self.pack(
+                    nhwc,
+                    pad,
+                    (task.n, grp, m0, rows),
+                    &mut row,
+                    &mut a,
+                    &mut row_sums,
+                );
                 for t in 0..self.n_tiles {
                     let start = (grp * self.n_tiles + t) * self.panel_len;
                     let b = &self.b[start..start + self.panel_len];
@@ -219,7 +235,11 @@ impl PairGemmPlan {
         InputLayout {
             border: [p.top, p.left, p.bottom, p.right],
             // Row runs read whole pixels; tap runs read each group's channels, padded.
-            segment: if self.runs.row_runs { cg } else { self.runs.padded },
+            segment: if self.runs.row_runs {
+                cg
+            } else {
+                self.runs.padded
+            },
             slack: self.runs.padded,
         }
     }
@@ -335,7 +355,7 @@ impl PairGemmPlan {
         let (cg, c_len, mr, k_len) = (g.group_in_channels(), g.in_channels, self.mr, self.k_len);
         let width = row.len() / self.steps;
         let ow_len = g.out_w();
-        for m in 0..rows {
+        for (m, sum) in sums.iter_mut().enumerate().take(rows) {
             let p = m0 + m;
             let (oh, ow) = (p / ow_len, p % ow_len);
             let mut k = 0;
@@ -352,7 +372,7 @@ impl PairGemmPlan {
                     k += cg;
                 }
             }
-            sums[m] = row[..k_len].iter().map(|&v| v as i32).sum();
+            *sum = row[..k_len].iter().map(|&v| v as i32).sum();
             for (q, chunk) in row.chunks_exact(width).enumerate() {
                 let at = (q * mr + m) * width;
                 a[at..at + width].copy_from_slice(chunk);
@@ -402,7 +422,9 @@ fn to_nhwc<I: Copy + Into<i32>, T: Copy + Default>(
             pixel[cg..].fill(T::default());
         }
     }
-    let slots: Vec<usize> = (0..c_len).map(|c| (c / cg) * layout.segment + c % cg).collect();
+    let slots: Vec<usize> = (0..c_len)
+        .map(|c| (c / cg) * layout.segment + c % cg)
+        .collect();
     for n in 0..n_len {
         let src = &input[n * c_len * plane..(n + 1) * c_len * plane];
         for y in 0..h {
@@ -452,7 +474,8 @@ impl<S: OutputStage> crate::kernels::VectorTask for TaskJob<'_, '_, S> {
     fn run(self) {
         if self.plan.indirect {
             let (nhwc, layout, sums) = (self.nhwc, self.layout, self.group_sums);
-            self.plan.run_task_indirect(nhwc, layout, sums, self.task, self.stage)
+            self.plan
+                .run_task_indirect(nhwc, layout, sums, self.task, self.stage)
         } else {
             self.plan.run_task(self.nhwc, self.task, self.stage)
         }
@@ -521,7 +544,13 @@ fn pairs_tile(kernel: KernelIsa) -> (usize, usize) {
     (4, 8)
 }
 
-fn dispatch_gemm_pairs(kernel: KernelIsa, (mr, nr, kq): (usize, usize, usize), a: &[u8], b: &[i8], c: &mut [i32]) {
+fn dispatch_gemm_pairs(
+    kernel: KernelIsa,
+    (mr, nr, kq): (usize, usize, usize),
+    a: &[u8],
+    b: &[i8],
+    c: &mut [i32],
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if kernel.has_avx2() {

@@ -155,16 +155,16 @@ impl RawCase {
             output,
             self.relu.unwrap_or(false),
         )?;
-        if let Some(shape) = self.output.shape {
-            if shape != layer.geometry.output_shape() {
-                return Err(Error::invalid(
-                    "output.shape",
-                    format!(
-                        "{shape:?} does not match the geometry's output {:?}",
-                        layer.geometry.output_shape()
-                    ),
-                ));
-            }
+        if let Some(shape) = self.output.shape
+            && shape != layer.geometry.output_shape()
+        {
+            return Err(Error::invalid(
+                "output.shape",
+                format!(
+                    "{shape:?} does not match the geometry's output {:?}",
+                    layer.geometry.output_shape()
+                ),
+            ));
         }
         check_expected(&layer, &self.expected)?;
         if let Some(isa) = self.source.get("isa").and_then(|v| v.as_str()) {

@@ -196,7 +196,16 @@ pub fn requantize_f32<A: EstimateInput, T: EstimateOutput>(
 /// w[(s * mr + m) * 4 + i] * b[steps[s] + 4 j + i]`, in wrapping int32; with `pairs`, each pair
 /// of products (`i = 0, 1` and `i = 2, 3`) is first summed in saturating int16.
 #[allow(clippy::too_many_arguments)]
-pub fn direct_u8s8(mr: usize, tw: usize, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32], ldc: usize) {
+pub fn direct_u8s8(
+    mr: usize,
+    tw: usize,
+    pairs: bool,
+    steps: &[usize],
+    b: &[u8],
+    w: &[i8],
+    acc: &mut [i32],
+    ldc: usize,
+) {
     for m in 0..mr {
         acc[m * ldc..m * ldc + tw].fill(0);
     }
@@ -220,7 +229,15 @@ pub fn direct_u8s8(mr: usize, tw: usize, pairs: bool, steps: &[usize], b: &[u8],
 
 /// Direct tile on i16 pairs: `acc[m * ldc + j] = sum over steps s, i < 2 of
 /// w[(s * mr + m) * 2 + i] * b[steps[s] + 2 j + i]`, in wrapping int32.
-pub fn direct_i16(mr: usize, tw: usize, steps: &[usize], b: &[i16], w: &[i16], acc: &mut [i32], ldc: usize) {
+pub fn direct_i16(
+    mr: usize,
+    tw: usize,
+    steps: &[usize],
+    b: &[i16],
+    w: &[i16],
+    acc: &mut [i32],
+    ldc: usize,
+) {
     for m in 0..mr {
         acc[m * ldc..m * ldc + tw].fill(0);
     }

@@ -30,12 +30,24 @@ pub fn gemm_u8s8_pairs(isa: KernelIsa, kq: usize, a: &[u8], b: &[i8], c: &mut [i
 /// Planar convolution (see [`super::scalar::planar_f32`]) with `isa`'s widest float vectors.
 /// Panics unless `isa` has AVX2, `out.len()` is a multiple of [`super::PLANAR_BLOCK`], and every
 /// tap reads inside `src`.
-pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32], out: &mut [f32]) {
+pub fn planar_f32(
+    isa: KernelIsa,
+    src: &[f32],
+    offsets: &[usize],
+    weights: &[f32],
+    out: &mut [f32],
+) {
     assert!(isa.has_avx2(), "an AVX2 kernel set");
     let len = out.len();
-    assert!(len % super::PLANAR_BLOCK == 0, "output not a whole number of blocks");
+    assert!(
+        len.is_multiple_of(super::PLANAR_BLOCK),
+        "output not a whole number of blocks"
+    );
     assert!(weights.len() >= offsets.len(), "a weight per tap");
-    assert!(offsets.iter().all(|&o| o + len <= src.len()), "tap outside the plane");
+    assert!(
+        offsets.iter().all(|&o| o + len <= src.len()),
+        "tap outside the plane"
+    );
     let (s, o) = (src.as_ptr(), out.as_mut_ptr());
     if isa.is_avx512_vnni() {
         // SAFETY: AVX-512 F detected (KernelIsa); extents and block multiple checked above.
@@ -61,18 +73,41 @@ pub fn direct_tile(isa: KernelIsa, kind: super::DirectKind) -> Option<(usize, us
 }
 
 /// Checks every extent a direct kernel reads and writes.
-fn check_direct(tile: (usize, usize), width: usize, steps: &[usize], b: usize, w: usize, acc: usize, ldc: usize) {
+fn check_direct(
+    tile: (usize, usize),
+    width: usize,
+    steps: &[usize],
+    b: usize,
+    w: usize,
+    acc: usize,
+    ldc: usize,
+) {
     let (mr, tw) = tile;
     let span = tw * width;
     assert!(steps.iter().all(|&s| s + span <= b), "step outside B");
     assert!(w >= steps.len() * mr * width, "weight panel too short");
-    assert!(ldc >= tw && acc >= (mr - 1) * ldc + tw, "accumulator tile too short");
+    assert!(
+        ldc >= tw && acc >= (mr - 1) * ldc + tw,
+        "accumulator tile too short"
+    );
 }
 
 /// Direct u8 x s8 tile (see [`super::scalar::direct_u8s8`]) with `isa`'s kernel. Panics if
 /// `isa` has none for this kind or an extent is wrong.
-pub fn direct_u8s8(isa: KernelIsa, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32], ldc: usize) {
-    let kind = if pairs { super::DirectKind::U8S8Pairs } else { super::DirectKind::U8S8 };
+pub fn direct_u8s8(
+    isa: KernelIsa,
+    pairs: bool,
+    steps: &[usize],
+    b: &[u8],
+    w: &[i8],
+    acc: &mut [i32],
+    ldc: usize,
+) {
+    let kind = if pairs {
+        super::DirectKind::U8S8Pairs
+    } else {
+        super::DirectKind::U8S8
+    };
     let tile = direct_tile(isa, kind).expect("a direct kernel for this kernel set");
     check_direct(tile, 4, steps, b.len(), w.len(), acc.len(), ldc);
     let (b, w, acc) = (b.as_ptr(), w.as_ptr(), acc.as_mut_ptr());
@@ -90,7 +125,14 @@ pub fn direct_u8s8(isa: KernelIsa, pairs: bool, steps: &[usize], b: &[u8], w: &[
 
 /// Direct i16 tile (see [`super::scalar::direct_i16`]) on AVX2. Panics unless `isa` has AVX2
 /// or if an extent is wrong.
-pub fn direct_i16(isa: KernelIsa, steps: &[usize], b: &[i16], w: &[i16], acc: &mut [i32], ldc: usize) {
+pub fn direct_i16(
+    isa: KernelIsa,
+    steps: &[usize],
+    b: &[i16],
+    w: &[i16],
+    acc: &mut [i32],
+    ldc: usize,
+) {
     let tile = direct_tile(isa, super::DirectKind::I16).expect("an AVX2 kernel set");
     check_direct(tile, 2, steps, b.len(), w.len(), acc.len(), ldc);
     // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
@@ -130,7 +172,10 @@ pub fn requantize_f32<A: super::scalar::EstimateInput, T: super::scalar::Estimat
     assert!(isa.has_avx2(), "an AVX2 kernel set");
     assert!(matches!(size_of::<T>(), 1 | 4), "byte or int32 outputs");
     let n = accs.len();
-    assert!(out.len() >= n && unsure.len() >= n.div_ceil(64), "output too short");
+    assert!(
+        out.len() >= n && unsure.len() >= n.div_ceil(64),
+        "output too short"
+    );
     let (a, o, u) = (accs.as_ptr(), out.as_mut_ptr(), unsure.as_mut_ptr());
     if isa.is_avx512_vnni() {
         // SAFETY: AVX-512 F/BW detected (KernelIsa); n values of accs and out, ceil(n / 64)
@@ -143,10 +188,24 @@ pub fn requantize_f32<A: super::scalar::EstimateInput, T: super::scalar::Estimat
 }
 
 /// Checks the extents an indirect kernel reads: every row start plus `span` values inside `a`.
-fn check_indirect(mr: usize, nr: usize, taps: usize, steps: usize, width: usize, a: usize, offsets: &[usize], b: usize, c: usize) {
+#[allow(clippy::too_many_arguments)]
+fn check_indirect(
+    mr: usize,
+    nr: usize,
+    taps: usize,
+    steps: usize,
+    width: usize,
+    a: usize,
+    offsets: &[usize],
+    b: usize,
+    c: usize,
+) {
     assert!(offsets.len() >= taps * mr, "offsets too short");
     let span = steps * width;
-    assert!(offsets[..taps * mr].iter().all(|&o| o + span <= a), "row outside A");
+    assert!(
+        offsets[..taps * mr].iter().all(|&o| o + span <= a),
+        "row outside A"
+    );
     assert!(b >= taps * steps * nr * width, "B panel too short");
     assert!(c >= mr * nr, "C tile too short");
 }
@@ -154,12 +213,29 @@ fn check_indirect(mr: usize, nr: usize, taps: usize, steps: usize, width: usize,
 /// Indirect u8 x s8 tile product with int16 pair saturation (see
 /// [`super::scalar::igemm_u8s8_pairs`]) on [`AVX2_TILE`]. Panics unless `isa` has AVX2 or if an
 /// extent is wrong.
-pub fn igemm_u8s8_pairs(isa: KernelIsa, taps: usize, quads: usize, a: &[u8], offsets: &[usize], b: &[i8], c: &mut [i32]) {
+pub fn igemm_u8s8_pairs(
+    isa: KernelIsa,
+    taps: usize,
+    quads: usize,
+    a: &[u8],
+    offsets: &[usize],
+    b: &[i8],
+    c: &mut [i32],
+) {
     assert!(isa.has_avx2(), "an AVX2 kernel set");
     let (mr, nr) = AVX2_TILE;
     check_indirect(mr, nr, taps, quads, 4, a.len(), offsets, b.len(), c.len());
     // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
-    unsafe { avx2::igemm_u8s8_pairs(taps, quads, a.as_ptr(), offsets.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
+    unsafe {
+        avx2::igemm_u8s8_pairs(
+            taps,
+            quads,
+            a.as_ptr(),
+            offsets.as_ptr(),
+            b.as_ptr(),
+            c.as_mut_ptr(),
+        )
+    }
 }
 
 /// Runs `task` inside a function compiled for `isa`'s vector extensions, so that the loops
