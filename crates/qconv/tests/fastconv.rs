@@ -265,16 +265,8 @@ fn long_reductions_stay_exact_and_overlong_ones_fall_back() {
         per_channel: true,
         seed: 7,
     };
-    let l = layer(&s);
-    let reference: Vec<i32> = exact::reference_accumulators(&l)
-        .into_iter()
-        .map(|a| a as i32)
-        .collect();
-    for kernel in KernelIsa::available() {
-        let plan = ConvPlan::new(&l, Reduction::Exact, kernel, 1)
-            .unwrap()
-            .unwrap();
-        assert_eq!(run_plan(&plan, &l), reference, "{kernel}");
+    for plan in exact_plans_match_the_reference(&layer(&s)) {
+        assert!(plan.route().contains("direct"), "{}", plan.route());
     }
     // 140000 products of at least 128 * 128 may not fit int32: no fast plan.
     let s = Spec {
@@ -312,18 +304,28 @@ fn planar_sums_past_float32_exact_integers_take_the_gemm_route() {
         per_channel: false,
         seed: 3,
     };
-    let l = layer(&s);
-    let reference: Vec<i32> = exact::reference_accumulators(&l)
+    for plan in exact_plans_match_the_reference(&layer(&s)) {
+        assert!(plan.route().contains("direct"), "{}", plan.route());
+    }
+}
+
+/// Runs `l` through an exact plan on every kernel set, checks each against the reference loop,
+/// and returns the plans.
+fn exact_plans_match_the_reference(l: &ConvLayer) -> Vec<ConvPlan> {
+    let reference: Vec<i32> = exact::reference_accumulators(l)
         .into_iter()
         .map(|a| a as i32)
         .collect();
-    for kernel in KernelIsa::available() {
-        let plan = ConvPlan::new(&l, Reduction::Exact, kernel, 1)
-            .unwrap()
-            .unwrap();
-        assert!(!plan.route().contains("planar"), "{}", plan.route());
-        assert_eq!(run_plan(&plan, &l), reference, "{kernel}");
-    }
+    KernelIsa::available()
+        .into_iter()
+        .map(|kernel| {
+            let plan = ConvPlan::new(l, Reduction::Exact, kernel, 1)
+                .unwrap()
+                .expect("fits int32");
+            assert_eq!(run_plan(&plan, l), reference, "{kernel}");
+            plan
+        })
+        .collect()
 }
 
 #[test]

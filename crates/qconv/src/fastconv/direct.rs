@@ -426,13 +426,7 @@ impl DirectPlan {
             };
             crate::kernels::with_isa(self.kernel, job);
         };
-        match pool {
-            Some(pool) => pool.install(|| {
-                use rayon::prelude::*;
-                tasks.par_iter_mut().for_each(work);
-            }),
-            None => tasks.iter_mut().for_each(work),
-        }
+        super::for_each_task(pool, &mut tasks, work);
     }
 }
 

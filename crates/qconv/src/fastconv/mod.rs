@@ -165,6 +165,21 @@ impl ConvPlan {
     }
 }
 
+/// Runs `work` on every task: on `pool`'s threads when there is one, else on the caller's.
+fn for_each_task<T: Send>(
+    pool: Option<&rayon::ThreadPool>,
+    tasks: &mut [T],
+    work: impl Fn(&mut T) + Sync + Send,
+) {
+    match pool {
+        Some(pool) => pool.install(|| {
+            use rayon::prelude::*;
+            tasks.par_iter_mut().for_each(work);
+        }),
+        None => tasks.iter_mut().for_each(work),
+    }
+}
+
 /// Writes one input row into its column phases (stride `sw`, `left` columns of padding before
 /// it): column `ix` goes to position `(ix + left) / sw` of phase `(ix + left) % sw`, whose row
 /// starts at `row_start(phase)` in `dst`. Strides 1 and 2 take loops the compiler vectorizes.

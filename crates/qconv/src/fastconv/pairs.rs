@@ -174,13 +174,7 @@ impl PairGemmPlan {
             };
             crate::kernels::with_isa(self.kernel, job)
         };
-        match pool {
-            Some(pool) => pool.install(|| {
-                use rayon::prelude::*;
-                tasks.par_iter_mut().for_each(work);
-            }),
-            None => tasks.iter_mut().for_each(work),
-        }
+        super::for_each_task(pool.map(|p| &**p), &mut tasks, work);
     }
 
     /// Packed mode: each tile's im2col rows are copied into an A panel.
