@@ -191,9 +191,34 @@ pub struct SaturatedPair {
     /// Pair number `p` (taps `2p` and `2p + 1` of the group's reduction order).
     pub pair: usize,
     /// The pair's taps (one when the reduction length is odd and this is the last pair).
-    pub taps: Vec<PairTap>,
+    pub taps: PairTaps,
     pub sum: i32,
     pub saturated: i32,
+}
+
+/// One or two taps, stored inline (explanations hold millions of pairs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairTaps {
+    taps: [PairTap; 2],
+    len: usize,
+}
+
+impl PairTaps {
+    /// The taps `first` and, when there is one, `second`.
+    pub fn new(first: PairTap, second: Option<PairTap>) -> PairTaps {
+        PairTaps {
+            taps: [first, second.unwrap_or(first)],
+            len: 1 + second.is_some() as usize,
+        }
+    }
+}
+
+impl std::ops::Deref for PairTaps {
+    type Target = [PairTap];
+
+    fn deref(&self) -> &[PairTap] {
+        &self.taps[..self.len]
+    }
 }
 
 impl SaturatedPair {
@@ -252,7 +277,7 @@ pub fn saturated_pairs_in_rows(
         if saturated != sum {
             out.push(SaturatedPair {
                 pair: p,
-                taps: (2 * p..2 * p + a.len()).map(tap).collect(),
+                taps: PairTaps::new(tap(2 * p), (a.len() == 2).then(|| tap(2 * p + 1))),
                 sum,
                 saturated,
             });
