@@ -13,9 +13,9 @@ use std::arch::x86_64::*;
 pub const AVX512_TILE: (usize, usize) = (6, 64);
 /// AVX-VNNI tile: 4 output channels by 24 pixels (12 accumulators).
 pub const AVXVNNI_TILE: (usize, usize) = (4, 24);
-/// AVX2 tiles (pairs of u8 x s8 quads; i16 pairs): 4 output channels by 16 / 24 pixels.
+/// AVX2 tiles: 4 output channels by 16 pixels (pairs of u8 x s8 quads), 5 by 16 (i16 pairs).
 pub const AVX2_PAIRS_TILE: (usize, usize) = (4, 16);
-pub const AVX2_I16_TILE: (usize, usize) = (4, 24);
+pub const AVX2_I16_TILE: (usize, usize) = (5, 16);
 
 /// Exact u8 x s8 with 512-bit `vpdpbusd`.
 ///
@@ -126,21 +126,18 @@ pub unsafe fn u8s8_pairs_avx2(
 /// Exact i16 x i16 (`vpmaddwd`) on pair-interleaved activations and weights.
 ///
 /// # Safety
-/// The CPU must support AVX2. For every step `s`, `b + steps[s]` must be valid for `24 * 2`
-/// values; `w` must hold `steps.len() * 4 * 2` values, `acc` `3 * ldc + 24` values.
+/// The CPU must support AVX2. For every step `s`, `b + steps[s]` must be valid for `16 * 2`
+/// values; `w` must hold `steps.len() * 5 * 2` values, `acc` `4 * ldc + 16` values.
 #[target_feature(enable = "avx2")]
 pub unsafe fn i16_avx2(steps: &[usize], b: *const i16, w: *const i16, acc: *mut i32, ldc: usize) {
     // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
+    // Ten accumulators, two activation vectors, a broadcast and a product fit the 16 registers.
     unsafe {
-        let mut c = [[_mm256_setzero_si256(); 3]; 4];
+        let mut c = [[_mm256_setzero_si256(); 2]; 5];
         for (s, &offset) in steps.iter().enumerate() {
             let bp = b.add(offset) as *const __m256i;
-            let bv = [
-                _mm256_loadu_si256(bp),
-                _mm256_loadu_si256(bp.add(1)),
-                _mm256_loadu_si256(bp.add(2)),
-            ];
-            let wp = w.add(s * 8) as *const i32;
+            let bv = [_mm256_loadu_si256(bp), _mm256_loadu_si256(bp.add(1))];
+            let wp = w.add(s * 10) as *const i32;
             for (m, row) in c.iter_mut().enumerate() {
                 let wv = _mm256_set1_epi32(wp.add(m).read_unaligned());
                 for (a, &bj) in row.iter_mut().zip(&bv) {
