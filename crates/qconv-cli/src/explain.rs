@@ -9,7 +9,7 @@ use qconv::io::{self, output};
 use qconv::{Isa, RunOptions};
 
 use crate::progress::Progress;
-use crate::report::{describe_layer, isa_origin, parse_engine, parse_isa};
+use crate::report::{describe_layer, isa_origin, parse_engine, parse_isa, print_layer};
 
 /// Account for every output element where two engines differ, with the integer evidence.
 ///
@@ -20,8 +20,12 @@ use crate::report::{describe_layer, isa_origin, parse_engine, parse_isa};
 /// the result from and to. The causes add up exactly: see docs/explain.md.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The layer: a TOML layer file, a golden case (.json) or FILE.jsonl[.gz]#ID.
+    /// The layer: a TOML layer file, a golden case (.json), FILE.jsonl[.gz]#ID or MODEL.onnx#NODE.
     layer: String,
+    /// The input tensor of an ONNX node (MODEL.onnx#NODE): an .npy file, NCHW, in the model's
+    /// type.
+    #[arg(long, value_name = "FILE.npy")]
+    input: Option<String>,
     /// The two engines to explain, comma-separated. Default: float-path and fbgemm; for layers
     /// PyTorch refuses (ONNX, TFLite), exact and the first saturating engine that accepts it.
     #[arg(long, value_delimiter = ',', value_parser = parse_engine)]
@@ -46,8 +50,8 @@ pub struct Args {
 
 /// float-path and fbgemm when PyTorch takes the layer; else exact and the first ISA-dependent
 /// engine that accepts it.
-fn default_engines(layer: &qconv::ConvLayer, options: &RunOptions) -> Result<Vec<EngineKind>> {
-    let accepts = |e: EngineKind| qconv::engines::run(e, layer, options).is_ok();
+fn default_engines(loaded: &io::LoadedLayer, options: &RunOptions) -> Result<Vec<EngineKind>> {
+    let accepts = |e: EngineKind| loaded.run(e, options).is_ok();
     if accepts(EngineKind::FloatPath) && accepts(EngineKind::Fbgemm) {
         return Ok(vec![EngineKind::FloatPath, EngineKind::Fbgemm]);
     }
@@ -66,14 +70,19 @@ pub fn main(args: Args) -> Result<ExitCode> {
             bail!("--html: `{path}`: expected a .html file name");
         }
     }
-    let loaded = io::load_layer(&args.layer)?;
+    let loaded = io::load_layer_with(
+        &args.layer,
+        args.input.as_deref(),
+        io::InputPolicy::Required,
+    )?;
     let layer = &loaded.layer;
     let options = RunOptions { isa: args.isa };
     let engines = match args.engines.as_slice() {
-        [] => default_engines(layer, &options)?,
+        [] => default_engines(&loaded, &options)?,
         [a, b] if a != b => vec![*a, *b],
         _ => bail!("--engines: name two different engines, e.g. --engines exact,fbgemm"),
     };
+    loaded.check_modelled(&engines)?;
     let mut progress = Progress::new("explaining");
     let x = explain(layer, &engines, &options, &mut |done, total| {
         progress.update(done, total)
@@ -88,7 +97,7 @@ pub fn main(args: Args) -> Result<ExitCode> {
     if args.format == "json" {
         outln!("{}", explain::to_json_string(&x.to_json()));
     } else {
-        outln!("layer   {}", describe_layer(&loaded));
+        print_layer(&loaded);
         if engines.iter().any(|e| e.depends_on_isa()) {
             outln!("isa     {}", isa_origin(&options, layer));
         }

@@ -25,6 +25,7 @@ mod check;
 mod compare;
 mod conformance;
 mod explain;
+mod layers;
 mod progress;
 mod report;
 mod run;
@@ -35,8 +36,9 @@ use clap::{Parser, Subcommand};
 
 /// Exact quantized convolution, and bit-exact models of the engines that compute it.
 ///
-/// LAYER is a TOML layer file (see the README), a golden case file (.json), or one case of a
-/// golden collection (FILE.jsonl#ID or FILE.jsonl.gz#ID).
+/// LAYER is a TOML layer file (see the README), a golden case file (.json), one case of a
+/// golden collection (FILE.jsonl#ID or FILE.jsonl.gz#ID), or a convolution node of an ONNX model
+/// (MODEL.onnx#NODE, a node name or index; its input tensor from --input FILE.npy).
 #[derive(Parser)]
 #[command(name = "qconv", version, about, long_about = None)]
 struct Cli {
@@ -56,6 +58,8 @@ enum Command {
     Check(check::Args),
     /// Check an engine model against golden case files, bit for bit.
     Conformance(conformance::Args),
+    /// List the convolution nodes of an ONNX model.
+    Layers(layers::Args),
     /// Time engines on the standard layer suite (ms and GOPS).
     Bench(bench::Args),
 }
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::main(args),
         Command::Check(args) => check::main(args),
         Command::Conformance(args) => conformance::main(args),
+        Command::Layers(args) => layers::main(args),
         Command::Bench(args) => bench::main(args),
     };
     match result {

@@ -15,7 +15,14 @@ pub trait OutputValue: Copy + Default + Send + Sync {
     /// Stores a tile of `rows` pixels by `cols` channels, `values[m * stride + n]`, transposed:
     /// pixel run `m = 0 .. rows` of channel `n` goes to `channels[n][at .. at + rows]`.
     #[inline(always)]
-    fn store_transposed(values: &[Self], stride: usize, rows: usize, cols: usize, channels: &mut [&mut [Self]], at: usize) {
+    fn store_transposed(
+        values: &[Self],
+        stride: usize,
+        rows: usize,
+        cols: usize,
+        channels: &mut [&mut [Self]],
+        at: usize,
+    ) {
         for (n, channel) in channels.iter_mut().enumerate().take(cols) {
             for (m, slot) in channel[at..at + rows].iter_mut().enumerate() {
                 *slot = values[m * stride + n];
@@ -47,12 +54,21 @@ fn transpose_8x8(w: &mut [u64; 8]) {
 /// [`OutputValue::store_transposed`] for bytes, eight channels at a time through an 8 x 8 byte
 /// transpose.
 #[inline(always)]
-fn store_bytes_transposed(values: &[u8], stride: usize, rows: usize, cols: usize, channels: &mut [&mut [u8]], at: usize) {
+fn store_bytes_transposed(
+    values: &[u8],
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    channels: &mut [&mut [u8]],
+    at: usize,
+) {
     let mut n0 = 0;
     while n0 + 8 <= cols && rows <= 8 {
         let mut w = [0u64; 8];
         for (m, word) in w.iter_mut().enumerate().take(rows) {
-            let row: [u8; 8] = values[m * stride + n0..m * stride + n0 + 8].try_into().expect("8 bytes");
+            let row: [u8; 8] = values[m * stride + n0..m * stride + n0 + 8]
+                .try_into()
+                .expect("8 bytes");
             *word = u64::from_le_bytes(row);
         }
         transpose_8x8(&mut w);
@@ -75,7 +91,14 @@ impl OutputValue for u8 {
     }
 
     #[inline(always)]
-    fn store_transposed(values: &[u8], stride: usize, rows: usize, cols: usize, channels: &mut [&mut [u8]], at: usize) {
+    fn store_transposed(
+        values: &[u8],
+        stride: usize,
+        rows: usize,
+        cols: usize,
+        channels: &mut [&mut [u8]],
+        at: usize,
+    ) {
         store_bytes_transposed(values, stride, rows, cols, channels, at)
     }
 }
@@ -212,7 +235,8 @@ impl<T: OutputValue> OutputStage for ExactRequantized<'_, T> {
         let mut values = [0i32; 64];
         for (j, (accs, out)) in accs.chunks(64).zip(out.chunks_mut(64)).enumerate() {
             let n = accs.len();
-            self.requantizer.requantize_row(accs, oc0 + 64 * j, &mut values[..n]);
+            self.requantizer
+                .requantize_row(accs, oc0 + 64 * j, &mut values[..n]);
             for (o, &v) in out.iter_mut().zip(&values[..n]) {
                 *o = T::from_i32(v);
             }
@@ -224,7 +248,8 @@ impl<T: OutputValue> OutputStage for ExactRequantized<'_, T> {
         let mut values = [0i32; 64];
         for (accs, out) in accs.chunks(64).zip(out.chunks_mut(64)) {
             let n = accs.len();
-            self.requantizer.requantize_run_f32(isa, accs, oc, &mut values[..n]);
+            self.requantizer
+                .requantize_run_f32(isa, accs, oc, &mut values[..n]);
             for (o, &v) in out.iter_mut().zip(&values[..n]) {
                 *o = T::from_i32(v);
             }

@@ -20,7 +20,13 @@ pub const PLANAR_BLOCK: usize = 64;
 
 /// Planar convolution of one channel with `isa`'s kernel (see [`scalar::planar_f32`] for what
 /// it computes and when it is exact). `out.len()` must be a multiple of [`PLANAR_BLOCK`].
-pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32], out: &mut [f32]) {
+pub fn planar_f32(
+    isa: KernelIsa,
+    src: &[f32],
+    offsets: &[usize],
+    weights: &[f32],
+    out: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if isa.has_avx2() {
@@ -33,7 +39,12 @@ pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32
 
 /// The float32 requantization estimate (see [`scalar::requantize_f32`]) with `isa`'s kernel.
 #[inline(always)]
-pub fn requantize_f32(isa: KernelIsa, accs: &[f32], e: &scalar::F32Estimate, out: &mut [i32]) -> u64 {
+pub fn requantize_f32(
+    isa: KernelIsa,
+    accs: &[f32],
+    e: &scalar::F32Estimate,
+    out: &mut [i32],
+) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         if isa.has_avx2() {
@@ -75,7 +86,8 @@ impl KernelIsa {
             if avx2 && has!("avxvnni") {
                 out.push(KernelIsa(Level::AvxVnni));
             }
-            let avx512 = has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
+            let avx512 =
+                has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
             if avx2 && avx512 && has!("avx512vnni") {
                 out.push(KernelIsa(Level::Avx512Vnni));
             }

@@ -95,7 +95,8 @@ impl ChannelRatio {
         // estimate can be off by, and ties need the exact arithmetic below anyway.
         let x = (acc as i128 + self.int_bias as i128) as f64;
         let v = x * self.scale + self.offset;
-        let margin = ((x * self.scale).abs() + self.offset.abs() + 1.0) * (1.0 / (1u64 << 40) as f64);
+        let margin =
+            ((x * self.scale).abs() + self.offset.abs() + 1.0) * (1.0 / (1u64 << 40) as f64);
         let r = v.round();
         if v.abs() < (1u64 << 50) as f64 && (v - r).abs() < 0.5 - margin {
             return (r as i64).clamp(lo, hi);
@@ -197,7 +198,10 @@ impl ExactRequantizer {
                 ChannelRatio::new(input_scale, weight_scale(oc), output_scale, fb, ib)
             })
             .collect();
-        let (lo, hi) = (range.0 as i64 - zero_point as i64, range.1 as i64 - zero_point as i64);
+        let (lo, hi) = (
+            range.0 as i64 - zero_point as i64,
+            range.1 as i64 - zero_point as i64,
+        );
         let run_estimates = if lo.abs() <= RUN_RANGE && hi.abs() <= RUN_RANGE {
             channels
                 .iter()
@@ -209,7 +213,11 @@ impl ExactRequantizer {
                         scale: sc,
                         offset: of,
                         // Not finite: every element takes the exact path.
-                        threshold: if base.is_finite() { 0.5 - base * RUN_EPS } else { -1.0 },
+                        threshold: if base.is_finite() {
+                            0.5 - base * RUN_EPS
+                        } else {
+                            -1.0
+                        },
                         eps: RUN_EPS,
                         lo: lo as i32,
                         hi: hi as i32,
@@ -222,7 +230,10 @@ impl ExactRequantizer {
         };
         ExactRequantizer {
             run_estimates,
-            int_bias: channels.iter().map(|c: &ChannelRatio| c.int_bias as f64).collect(),
+            int_bias: channels
+                .iter()
+                .map(|c: &ChannelRatio| c.int_bias as f64)
+                .collect(),
             scale: channels.iter().map(|c| c.scale).collect(),
             offset: channels.iter().map(|c| c.offset).collect(),
             channels,
@@ -461,14 +472,39 @@ mod tests {
     #[test]
     fn the_float_estimate_agrees_with_exact_arithmetic() {
         // Scales that put many accumulators on or next to ties.
-        for (si, sw, so) in [(0.5, 1.0, 1.0), (0.1, 0.3, 0.7), (1.0 / 3.0, 3.0, 2.0), (1e-3, 2.5e-3, 1e-5)] {
-            for bias in [None, Some(Bias::Float32(vec![0.25])), Some(Bias::Int32(vec![7]))] {
-                let r = ExactRequantizer::new(si, |_| sw, so, bias.as_ref(), 1, 3, (i32::MIN, i32::MAX));
+        for (si, sw, so) in [
+            (0.5, 1.0, 1.0),
+            (0.1, 0.3, 0.7),
+            (1.0 / 3.0, 3.0, 2.0),
+            (1e-3, 2.5e-3, 1e-5),
+        ] {
+            for bias in [
+                None,
+                Some(Bias::Float32(vec![0.25])),
+                Some(Bias::Int32(vec![7])),
+            ] {
+                let r = ExactRequantizer::new(
+                    si,
+                    |_| sw,
+                    so,
+                    bias.as_ref(),
+                    1,
+                    3,
+                    (i32::MIN, i32::MAX),
+                );
                 let ch = &r.channels[0];
                 for acc in (-20_000i64..20_000).chain([1 << 40, -(1 << 40), i32::MAX as i64]) {
                     let (lo, hi) = (-(1i64 << 45), 1i64 << 45);
-                    assert_eq!(ch.round_clamped(acc, lo, hi), ch.round_clamped_exact(acc, lo, hi), "{acc}");
-                    assert_eq!(ch.round_clamped(acc, -3, 250), ch.round_clamped_exact(acc, -3, 250), "{acc}");
+                    assert_eq!(
+                        ch.round_clamped(acc, lo, hi),
+                        ch.round_clamped_exact(acc, lo, hi),
+                        "{acc}"
+                    );
+                    assert_eq!(
+                        ch.round_clamped(acc, -3, 250),
+                        ch.round_clamped_exact(acc, -3, 250),
+                        "{acc}"
+                    );
                 }
             }
         }
@@ -495,10 +531,38 @@ mod tests {
         // (int32 outputs fall back to the exact path), large and tiny scale ratios.
         let cases: [(f64, f64, f64, Option<Bias>, i32, (i32, i32)); 7] = [
             (0.5, 1.0, 1.0, None, 3, (0, 255)),
-            (0.1, 0.3, 0.7, Some(Bias::Int32(vec![7, -1_000_000])), -5, (-128, 127)),
-            (1.0 / 3.0, 3.0, 2.0, Some(Bias::Float32(vec![0.25, -3.5])), 0, (0, 255)),
-            (1e-3, 2.5e-3, 1e-5, Some(Bias::Int32(vec![i32::MAX, i32::MIN])), 128, (0, 255)),
-            (0.02, 0.002, 1e-3, Some(Bias::Float32(vec![0.5, -0.5])), 128, (128, 255)),
+            (
+                0.1,
+                0.3,
+                0.7,
+                Some(Bias::Int32(vec![7, -1_000_000])),
+                -5,
+                (-128, 127),
+            ),
+            (
+                1.0 / 3.0,
+                3.0,
+                2.0,
+                Some(Bias::Float32(vec![0.25, -3.5])),
+                0,
+                (0, 255),
+            ),
+            (
+                1e-3,
+                2.5e-3,
+                1e-5,
+                Some(Bias::Int32(vec![i32::MAX, i32::MIN])),
+                128,
+                (0, 255),
+            ),
+            (
+                0.02,
+                0.002,
+                1e-3,
+                Some(Bias::Float32(vec![0.5, -0.5])),
+                128,
+                (128, 255),
+            ),
             (1.0, 1.0, 1.0, None, 0, (i32::MIN, i32::MAX)),
             (1e30, 1e30, 1e-30, None, 0, (0, 255)),
         ];
@@ -516,7 +580,11 @@ mod tests {
                         let mut out = vec![0; chunk.len()];
                         r.requantize_run_f32(isa, chunk, oc, &mut out);
                         for (&a, &o) in chunk.iter().zip(&out) {
-                            assert_eq!(o, r.requantize(a as i64, oc), "{isa}: acc {a} channel {oc} scales {si} {sw} {so}");
+                            assert_eq!(
+                                o,
+                                r.requantize(a as i64, oc),
+                                "{isa}: acc {a} channel {oc} scales {si} {sw} {so}"
+                            );
                         }
                     }
                 }
