@@ -1030,9 +1030,8 @@ impl<'a> Resolver<'a> {
         );
         if ort == OrtExecution::FusedAsUint8 {
             notes.push(
-                "ONNX Runtime on x86 runs this node as a uint8 QLinearConv: its \
-                 QDQS8ToU8Transformer turns the int8 activations around it into uint8 (value + \
-                 128, zero point + 128); the layer is that uint8 layer"
+                "ONNX Runtime (x86) runs it as a uint8 QLinearConv: QDQS8ToU8Transformer adds \
+                 128 to the int8 activations and zero points; the layer is that uint8 layer"
                     .to_string(),
             );
         }
@@ -1202,8 +1201,8 @@ impl<'a> Resolver<'a> {
         match (input_side, output_side, w_dtype) {
             (Ok(()), Ok(()), _) => OrtExecution::FusedAsUint8,
             (Err(e), _, _) | (_, Err(e), _) => OrtExecution::NotFused(format!(
-                "int8 activations: on x86 ONNX Runtime fuses a QDQ Conv only after turning the \
-                 QuantizeLinear -> DequantizeLinear pairs around it into uint8, and {e}"
+                "int8 activations, fused on x86 only once both QuantizeLinear -> \
+                 DequantizeLinear pairs are converted to uint8; {e}"
             )),
         }
     }
@@ -1219,17 +1218,18 @@ impl<'a> Resolver<'a> {
     ) -> std::result::Result<(), String> {
         let m = self.m;
         let fail = |why: &str| Err(format!("the {side} pair {why}"));
+        let pair_error = "is not a QuantizeLinear -> DequantizeLinear pair";
         let (Some(qi), Some(dqi)) = (q, dq) else {
-            return fail("is not a QuantizeLinear -> DequantizeLinear pair");
+            return fail(pair_error);
         };
         let (qn, dqn) = (&m.graph.node[qi], &m.graph.node[dqi]);
         if !is_op(qn, "QuantizeLinear") || !is_op(dqn, "DequantizeLinear") {
-            return fail("is not a QuantizeLinear -> DequantizeLinear pair");
+            return fail(pair_error);
         }
         let q_out = qn.output.first().map(String::as_str).unwrap_or_default();
         if m.consumer_edges(q_out) != 1 || m.is_graph_output(q_out) {
             return fail(&format!(
-                "is not converted: the QuantizeLinear output `{q_out}` has {} consumers{}",
+                "is not: `{q_out}` has {} consumers{}",
                 m.consumer_edges(q_out),
                 if m.is_graph_output(q_out) {
                     " and is a graph output"
@@ -1241,9 +1241,7 @@ impl<'a> Resolver<'a> {
         let dq_out = dqn.output.first().map(String::as_str).unwrap_or_default();
         if m.consumer_edges(dq_out) != 1 || m.is_graph_output(dq_out) {
             return fail(&format!(
-                "is not converted: the DequantizeLinear output `{dq_out}` has {} consumers \
-                 (ONNX Runtime gives each its own DequantizeLinear, so the QuantizeLinear no \
-                 longer has a single consumer)",
+                "is not: `{dq_out}` has {} consumers",
                 m.consumer_edges(dq_out)
             ));
         }
@@ -1260,7 +1258,7 @@ impl<'a> Resolver<'a> {
         };
         match (zp(qn), zp(dqn)) {
             (Some(a), Some(b)) if a == b => Ok(()),
-            _ => fail("is not converted: its zero points are not equal scalar int8 constants"),
+            _ => fail("is not: its zero points are not equal scalar int8 constants"),
         }
     }
 }
