@@ -260,10 +260,7 @@ pub(super) fn unquantized_reason(m: &OnnxModel, i: usize) -> Option<String> {
     if !dq_input {
         return Some("it is a float Conv (its input does not come from DequantizeLinear)".into());
     }
-    match output_quantizer(m, n) {
-        Ok(_) => None,
-        Err(why) => Some(why),
-    }
+    output_quantizer(m, n).err()
 }
 
 /// The QuantizeLinear a QDQ Conv's output goes to, with the Relu / Clip in between if any; or
@@ -316,6 +313,9 @@ pub(super) fn resolve(m: &OnnxModel, i: usize) -> Result<Option<ConvNode>> {
     }
     Ok(None)
 }
+
+/// Strides, dilations, pads, auto_pad and groups of a node.
+type Geometry = ([usize; 2], [usize; 2], [usize; 4], String, usize);
 
 /// A weight tensor with its per-tensor or per-channel parameters.
 struct WeightParts {
@@ -583,10 +583,7 @@ impl<'a> Resolver<'a> {
     }
 
     /// The geometry attributes, checked against the weight's shape.
-    fn geometry(
-        &self,
-        weight: &Weights,
-    ) -> Result<([usize; 2], [usize; 2], [usize; 4], String, usize)> {
+    fn geometry(&self, weight: &Weights) -> Result<Geometry> {
         let kernel = [weight.shape[2], weight.shape[3]];
         if let Some(a) = self.n.attr("kernel_shape") {
             let k: Vec<i64> = a.ints.clone();
@@ -845,7 +842,9 @@ impl<'a> Resolver<'a> {
         let n = self.n;
         let mut notes = Vec::new();
         let x_dq_out = self.input_of(n, 0, "input 0")?;
-        let (x_dq_i, x_dq) = m.producer(x_dq_out).expect("checked by unquantized_reason");
+        let Some((x_dq_i, x_dq)) = m.producer(x_dq_out) else {
+            return Err(self.err("input 0", "does not come from DequantizeLinear"));
+        };
         let x = self.input_of(x_dq, 0, "input DequantizeLinear's x")?;
         let x_scale = self.scalar_scale(
             self.input_of(x_dq, 1, "input DequantizeLinear's x_scale")?,

@@ -298,7 +298,7 @@ pub fn json(model: &OnnxModel, nodes: &[ConvNode]) -> Value {
                 "input": {
                     "tensor": n.input_tensor,
                     "dtype": n.input_dtype.name(),
-                    "shape": n.input_shape.as_ref().map(|s| s.clone()),
+                    "shape": n.input_shape.clone(),
                     "scale": n.input_scale,
                     "zero_point": n.input_zero_point,
                 },

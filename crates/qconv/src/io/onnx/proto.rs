@@ -514,7 +514,7 @@ fn parse_graph(ctx: &Ctx, bytes: &[u8], base: usize, at: &str, depth: usize) -> 
                 g.initializer
                     .push(parse_tensor(ctx, sub, off, &where_, depth + 1)?);
             }
-            11 | 12 | 13 => {
+            11..=13 => {
                 let (list, name) = match field {
                     11 => (&mut g.input, "input"),
                     12 => (&mut g.output, "output"),

@@ -191,7 +191,9 @@ fn propagate(
             x.iter()
                 .enumerate()
                 .map(|(i, &d)| {
-                    let v = d? as i64 + pads[i] + pads[i + x.len()];
+                    let v = (d? as i64)
+                        .checked_add(pads[i])?
+                        .checked_add(pads[i + x.len()])?;
                     Some(dim(v))
                 })
                 .collect::<Option<Vec<_>>>()
@@ -328,7 +330,7 @@ fn conv_like(
         if v.len() != len {
             return None;
         }
-        v.into_iter().map(|d| dim(d)).collect()
+        v.into_iter().map(dim).collect()
     };
     let strides = attr("strides", 1, sp)?;
     let dilations = attr("dilations", 1, sp)?;
