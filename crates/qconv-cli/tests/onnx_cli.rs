@@ -112,6 +112,9 @@ fn layers_lists_every_convolution() {
     assert_eq!(nodes[0]["weight"]["per_channel"], false);
     assert_eq!(nodes[0]["onnxruntime"]["execution"], "as-is");
     assert_eq!(nodes[2]["conv"]["groups"], 32);
+    let (code, stdout, _) = qconv(&["layers", "--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("Usage:") && stdout.contains("QDQ"), "{stdout}");
 }
 
 #[test]
