@@ -114,7 +114,10 @@ fn layers_lists_every_convolution() {
     assert_eq!(nodes[2]["conv"]["groups"], 32);
     let (code, stdout, _) = qconv(&["layers", "--help"]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("Usage:") && stdout.contains("MODEL"), "{stdout}");
+    assert!(
+        stdout.contains("Usage:") && stdout.contains("MODEL"),
+        "{stdout}"
+    );
 }
 
 #[test]
