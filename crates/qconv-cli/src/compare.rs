@@ -4,12 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use qconv::Isa;
-use qconv::engines::{self, Accumulators, EngineKind, EngineOutput, exact};
+use qconv::engines::{Accumulators, EngineKind, EngineOutput, exact};
 use qconv::io;
 
 use crate::compute::ComputeArgs;
 
-use crate::report::{coords, describe_layer, engine_label, isa_origin, parse_engine, parse_isa};
+use crate::report::{coords, engine_label, isa_origin, parse_engine, parse_isa, print_layer};
 
 /// Run several engine models on a layer and show every output element where they differ.
 ///
@@ -18,8 +18,12 @@ use crate::report::{coords, describe_layer, engine_label, isa_origin, parse_engi
 /// many elements each pair of engines disagrees on.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The layer: a TOML layer file, a golden case (.json) or FILE.jsonl[.gz]#ID.
+    /// The layer: a TOML layer file, a golden case (.json), FILE.jsonl[.gz]#ID or MODEL.onnx#NODE.
     layer: String,
+    /// The input tensor of an ONNX node (MODEL.onnx#NODE): an .npy file, NCHW, in the model's
+    /// type.
+    #[arg(long, value_name = "FILE.npy")]
+    input: Option<String>,
     /// Engines to compare, comma-separated. Default: every engine that accepts the layer.
     #[arg(long, value_delimiter = ',', value_parser = parse_engine)]
     engines: Vec<EngineKind>,
@@ -33,7 +37,11 @@ pub struct Args {
 }
 
 pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
-    let loaded = io::load_layer(&args.layer)?;
+    let loaded = io::load_layer_with(
+        &args.layer,
+        args.input.as_deref(),
+        io::InputPolicy::Required,
+    )?;
     let layer = &loaded.layer;
     let options = compute.run_options(args.isa);
     let explicit = !args.engines.is_empty();
@@ -48,7 +56,7 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
     let mut outputs: Vec<EngineOutput> = Vec::new();
     let mut refusals = Vec::new();
     for &engine in &wanted {
-        match engines::run(engine, layer, &options) {
+        match loaded.run(engine, &options) {
             Ok(out) => outputs.push(out),
             Err(e) if explicit => bail!("{e}"),
             Err(e) => refusals.push(e.to_string()),
@@ -79,7 +87,7 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
         .map_or_else(|| exact::accumulators(layer, &options), Ok)?;
     let real = exact::real_values(layer, &exact_acc)?;
 
-    outln!("layer   {}", describe_layer(&loaded));
+    print_layer(&loaded);
     if outputs.iter().any(|o| o.engine.depends_on_isa()) {
         outln!("isa     {}", isa_origin(&options, layer));
     }

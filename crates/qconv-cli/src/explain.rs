@@ -3,14 +3,14 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use qconv::engines::{self, EngineKind, EngineOutput};
+use qconv::engines::{EngineKind, EngineOutput};
 use qconv::explain::{self, explain_outputs};
 use qconv::io::{self, output};
 use qconv::{Isa, RunOptions};
 
 use crate::compute::ComputeArgs;
 use crate::progress::Progress;
-use crate::report::{describe_layer, isa_origin, parse_engine, parse_isa};
+use crate::report::{describe_layer, isa_origin, parse_engine, parse_isa, print_layer};
 
 /// Account for every output element where two engines differ, with the integer evidence.
 ///
@@ -21,8 +21,12 @@ use crate::report::{describe_layer, isa_origin, parse_engine, parse_isa};
 /// the result from and to. The causes add up exactly: see docs/explain.md.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The layer: a TOML layer file, a golden case (.json) or FILE.jsonl[.gz]#ID.
+    /// The layer: a TOML layer file, a golden case (.json), FILE.jsonl[.gz]#ID or MODEL.onnx#NODE.
     layer: String,
+    /// The input tensor of an ONNX node (MODEL.onnx#NODE): an .npy file, NCHW, in the model's
+    /// type.
+    #[arg(long, value_name = "FILE.npy")]
+    input: Option<String>,
     /// The two engines to explain, comma-separated. Default: float-path and fbgemm; for layers
     /// PyTorch refuses (ONNX, TFLite), exact and the first saturating engine that accepts it.
     #[arg(long, value_delimiter = ',', value_parser = parse_engine)]
@@ -47,8 +51,8 @@ pub struct Args {
 
 /// The runs of the default engines: float-path and fbgemm when PyTorch takes the layer; else
 /// exact and the first ISA-dependent engine that accepts it. Each engine runs once.
-fn default_runs(layer: &qconv::ConvLayer, options: &RunOptions) -> Result<Vec<EngineOutput>> {
-    let run = |e: EngineKind| engines::run(e, layer, options);
+fn default_runs(loaded: &io::LoadedLayer, options: &RunOptions) -> Result<Vec<EngineOutput>> {
+    let run = |e: EngineKind| loaded.run(e, options);
     if let Ok(float_path) = run(EngineKind::FloatPath)
         && let Ok(fbgemm) = run(EngineKind::Fbgemm)
     {
@@ -69,17 +73,20 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
     {
         bail!("--html: `{path}`: expected a .html file name");
     }
-    let loaded = io::load_layer(&args.layer)?;
+    let loaded = io::load_layer_with(
+        &args.layer,
+        args.input.as_deref(),
+        io::InputPolicy::Required,
+    )?;
     let layer = &loaded.layer;
     let options = compute.run_options(args.isa);
     let outputs = match args.engines.as_slice() {
-        [] => default_runs(layer, &options)?,
-        [a, b] if a != b => vec![
-            engines::run(*a, layer, &options)?,
-            engines::run(*b, layer, &options)?,
-        ],
+        [] => default_runs(&loaded, &options)?,
+        [a, b] if a != b => vec![loaded.run(*a, &options)?, loaded.run(*b, &options)?],
         _ => bail!("--engines: name two different engines, e.g. --engines exact,fbgemm"),
     };
+    let kinds: Vec<EngineKind> = outputs.iter().map(|o| o.engine).collect();
+    loaded.check_modelled(&kinds)?;
     let mut progress = Progress::new("explaining");
     let x = explain_outputs(layer, &outputs, &options, &mut |done, total| {
         progress.update(done, total)
@@ -94,7 +101,7 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
     if args.format == "json" {
         outln!("{}", explain::to_json_string(&x.to_json()));
     } else {
-        outln!("layer   {}", describe_layer(&loaded));
+        print_layer(&loaded);
         if outputs.iter().any(|o| o.engine.depends_on_isa()) {
             outln!("isa     {}", isa_origin(&options, layer));
         }

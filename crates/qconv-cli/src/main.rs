@@ -26,6 +26,7 @@ mod compare;
 mod compute;
 mod conformance;
 mod explain;
+mod layers;
 mod progress;
 mod report;
 mod run;
@@ -36,8 +37,9 @@ use clap::{Parser, Subcommand};
 
 /// Exact quantized convolution, and bit-exact models of the engines that compute it.
 ///
-/// LAYER is a TOML layer file (see the README), a golden case file (.json), or one case of a
-/// golden collection (FILE.jsonl#ID or FILE.jsonl.gz#ID).
+/// LAYER is a TOML layer file (see the README), a golden case file (.json), one case of a
+/// golden collection (FILE.jsonl#ID or FILE.jsonl.gz#ID), or a convolution node of an ONNX model
+/// (MODEL.onnx#NODE, a node name or index; its input tensor from --input FILE.npy).
 #[derive(Parser)]
 #[command(name = "qconv", version, about, long_about = None)]
 struct Cli {
@@ -59,6 +61,8 @@ enum Command {
     Check(check::Args),
     /// Check an engine model against golden case files, bit for bit.
     Conformance(conformance::Args),
+    /// List the convolution nodes of an ONNX model.
+    Layers(layers::Args),
     /// Time engines on the standard layer suite (ms and GOPS).
     Bench(bench::Args),
 }
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         // check runs no convolution: the computation options do not apply.
         Command::Check(args) => check::main(args),
         Command::Conformance(args) => conformance::main(args, &cli.compute),
+        Command::Layers(args) => layers::main(args),
         Command::Bench(args) => bench::main(args, &cli.compute),
     };
     match result {

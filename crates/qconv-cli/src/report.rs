@@ -61,6 +61,14 @@ pub fn describe_layer(loaded: &LoadedLayer) -> String {
     )
 }
 
+/// Prints the `layer` line of a report, then the notes the loader left (ONNX nodes).
+pub fn print_layer(loaded: &LoadedLayer) {
+    outln!("layer   {}", describe_layer(loaded));
+    for note in &loaded.notes {
+        outln!("note    {note}");
+    }
+}
+
 /// The column label of an engine's output: its name, with the ISA for ISA-dependent engines.
 pub fn engine_label(out: &EngineOutput) -> String {
     match out.isa {

@@ -4,12 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use qconv::Isa;
-use qconv::engines::{self, EngineKind, EngineOutput};
+use qconv::engines::{EngineKind, EngineOutput};
 use qconv::io::{self, output};
 
 use crate::compute::ComputeArgs;
 
-use crate::report::{coords, describe_layer, engine_label, isa_origin, parse_engine, parse_isa};
+use crate::report::{coords, engine_label, isa_origin, parse_engine, parse_isa, print_layer};
 
 /// Compute a layer's quantized output with one engine model.
 ///
@@ -18,9 +18,13 @@ use crate::report::{coords, describe_layer, engine_label, isa_origin, parse_engi
 /// (NCHW array) or .json, chosen by the file's extension.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The layer: a TOML layer file, a golden case (.json) or FILE.jsonl[.gz]#ID.
+    /// The layer: a TOML layer file, a golden case (.json), FILE.jsonl[.gz]#ID or MODEL.onnx#NODE.
     layer: String,
-    /// Engine model: exact, float-path, fbgemm, x86, qnnpack.
+    /// The input tensor of an ONNX node (MODEL.onnx#NODE): an .npy file, NCHW, in the model's
+    /// type.
+    #[arg(long, value_name = "FILE.npy")]
+    input: Option<String>,
+    /// Engine model: exact, float-path, fbgemm, x86, qnnpack, onnx, onnxruntime.
     #[arg(long, short, default_value = "exact", value_parser = parse_engine)]
     engine: EngineKind,
     /// ISA to model (avx2, avx512, avx512-vnni). Default: the ISA the layer records, else this
@@ -41,9 +45,13 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
         .as_deref()
         .map(output::OutputFormat::from_path)
         .transpose()?;
-    let loaded = io::load_layer(&args.layer)?;
+    let loaded = io::load_layer_with(
+        &args.layer,
+        args.input.as_deref(),
+        io::InputPolicy::Required,
+    )?;
     let options = compute.run_options(args.isa);
-    let out = engines::run(args.engine, &loaded.layer, &options)?;
+    let out = loaded.run(args.engine, &options)?;
     for w in &out.warnings {
         eprintln!("warning: {}: {w}", args.engine);
     }
@@ -57,7 +65,7 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    outln!("layer   {}", describe_layer(&loaded));
+    print_layer(&loaded);
     outln!("engine  {}", args.engine);
     if args.engine.depends_on_isa() {
         outln!("isa     {}", isa_origin(&options, &loaded.layer));

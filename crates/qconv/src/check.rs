@@ -46,8 +46,19 @@ pub fn accumulation_model(
     engine: EngineKind,
     isa: Isa,
 ) -> Result<AccumulationModel> {
+    // The bias does not take part in pair saturation: an int32 bias (ONNX) is checked as the
+    // float bias PyTorch would take.
+    let pytorch_check = |engine: EngineKind| -> Result<()> {
+        if let Some(crate::layer::Bias::Int32(_)) = layer.bias {
+            let mut view = layer.clone();
+            view.bias = None;
+            crate::engines::check_pytorch_layer(engine.name(), &view)
+        } else {
+            crate::engines::check_pytorch_layer(engine.name(), layer)
+        }
+    };
     let fbgemm_model = |engine: EngineKind| -> Result<AccumulationModel> {
-        crate::engines::check_pytorch_layer(engine.name(), layer)?;
+        pytorch_check(engine)?;
         let path = fbgemm::FbgemmPath::select(&layer.geometry, isa);
         Ok(AccumulationModel {
             engine,
@@ -64,7 +75,7 @@ pub fn accumulation_model(
         EngineKind::X86 => match x86::route(layer, isa) {
             x86::X86Route::Fbgemm => fbgemm_model(engine),
             x86::X86Route::Onednn => {
-                crate::engines::check_pytorch_layer(engine.name(), layer)?;
+                pytorch_check(engine)?;
                 Ok(AccumulationModel {
                     engine,
                     isa,

@@ -15,6 +15,11 @@ pub enum Error {
     #[error("engine {engine} refuses this layer: {reason}")]
     Refused { engine: String, reason: String },
 
+    /// qconv does not model what the engine computes for this layer (an ONNX node that ONNX
+    /// Runtime runs as a float convolution).
+    #[error("qconv does not model what {engine} computes for this layer: {reason}")]
+    NotModelled { engine: String, reason: String },
+
     /// A file could not be parsed; `location` is a line, a field path, or empty.
     #[error("{path}{}: {message}", Location(location))]
     Parse {

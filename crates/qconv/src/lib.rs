@@ -4,7 +4,8 @@
 //!
 //! The pieces: [`geometry`] (shapes and the im2col order), [`quant`] (quantization parameters),
 //! [`layer`] (a validated layer), [`accumulate`] and [`requant`] (the two halves of every engine),
-//! [`engines`] (one small module per engine), and [`io`] (layer files, golden cases, npy, csv).
+//! [`engines`] (one small module per engine), [`io`] (layer files, golden cases, npy, csv, ONNX
+//! models) and [`model_check`] (the saturation audit of a whole ONNX model).
 
 pub mod accumulate;
 pub mod bench;
@@ -20,6 +21,7 @@ pub mod io;
 pub mod isa;
 pub mod kernels;
 pub mod layer;
+pub mod model_check;
 pub mod numerics;
 pub mod quant;
 pub mod requant;

@@ -2,13 +2,13 @@
 //! engines plus `exact`, every differing element's causes account for the whole difference, as
 //! the JSON form states it.
 
+mod common;
+
 use std::path::PathBuf;
 
-use qconv::engines::{EngineKind, RunOptions, exact, run};
+use qconv::engines::{EngineKind, RunOptions, run};
 use qconv::explain::{JsonValue, explain, explain_outputs};
 use qconv::io::golden::{GoldenCase, read_cases};
-use qconv::layer::Bias;
-use qconv::requant::Requantizer;
 
 const ENGINES: [EngineKind; 5] = [
     EngineKind::Exact,
@@ -37,112 +37,6 @@ fn golden(prefix: &str) -> Vec<GoldenCase> {
         .collect()
 }
 
-/// Checks the completeness property of one explanation's JSON; returns the number of (element,
-/// engine) chains checked.
-fn check_json(case: &GoldenCase, json: &JsonValue, engines: &[EngineKind]) -> usize {
-    let layer = &case.layer;
-    let ideal = (!layer.is_integer_output()).then(|| exact::requantizer(layer).unwrap());
-    let names: Vec<String> = json["engines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(names.len(), engines.len());
-    let mut checked = 0;
-    for el in json["elements"].as_array().unwrap() {
-        let index: Vec<usize> = el["index"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
-        let oc = index[1];
-        let exact_acc = el["exact_acc"].as_i64().unwrap();
-        let int_bias = match &layer.bias {
-            Some(Bias::Int32(b)) => b[oc] as i64,
-            _ => 0,
-        };
-        let values: Vec<i64> = names
-            .iter()
-            .map(|n| el["values"][n].as_i64().unwrap())
-            .collect();
-        assert!(
-            values.iter().any(|&v| v != values[0]),
-            "{}: listed element does not differ",
-            case.id
-        );
-        for (name, &value) in names.iter().zip(&values) {
-            let acc = el["acc"][name].as_i64().unwrap();
-            let causes: Vec<&JsonValue> = el["causes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|c| c["engine"] == name.as_str())
-                .collect();
-            // Accumulator causes add up exactly.
-            let delta: i64 = causes
-                .iter()
-                .map(|c| c["acc_delta"].as_i64().unwrap())
-                .sum();
-            assert_eq!(
-                delta,
-                acc - exact_acc,
-                "{} {index:?} {name}: acc causes",
-                case.id
-            );
-            // Rounding causes chain from the exactly rounded accumulator (an int32 output: the
-            // accumulator itself) to the output.
-            let mut at = match &ideal {
-                Some(r) => r.trace(acc - int_bias, oc).unclamped,
-                None => acc,
-            };
-            let mut seen_rounding = false;
-            for c in &causes {
-                let kind = c["kind"].as_str().unwrap();
-                let known = [
-                    "pair-saturation",
-                    "weight-quantization",
-                    "input-quantization",
-                    "float-accumulation",
-                    "bias-rounding",
-                    "requant-rounding",
-                    "output-clamp",
-                    "int32-wrap",
-                ];
-                assert!(known.contains(&kind), "unknown cause {kind}");
-                if kind == "pair-saturation" || kind == "int32-wrap" {
-                    assert!(!seen_rounding, "accumulator causes come first");
-                    assert_ne!(c["acc_delta"].as_i64().unwrap(), 0);
-                    continue;
-                }
-                seen_rounding = true;
-                assert_eq!(
-                    c["acc_delta"].as_i64().unwrap(),
-                    0,
-                    "rounding causes do not move acc"
-                );
-                let from = c["detail"]["from"].as_i64().unwrap();
-                let to = c["detail"]["to"].as_i64().unwrap();
-                assert_eq!(
-                    from, at,
-                    "{} {index:?} {name}: {kind} starts where the chain is",
-                    case.id
-                );
-                assert_ne!(from, to);
-                at = to;
-            }
-            assert_eq!(
-                at, value,
-                "{} {index:?} {name}: the chain ends at the output",
-                case.id
-            );
-            checked += 1;
-        }
-    }
-    checked
-}
-
 #[test]
 fn every_difference_is_accounted_for_on_the_corpus() {
     let cases = corpus();
@@ -158,7 +52,12 @@ fn every_difference_is_accounted_for_on_the_corpus() {
                 let pair = [outputs[a].clone(), outputs[b].clone()];
                 let x = explain_outputs(&case.layer, &pair, &RunOptions::default(), &mut |_, _| {})
                     .unwrap();
-                chains += check_json(case, &x.to_json(), &[ENGINES[a], ENGINES[b]]);
+                chains += common::check_json(
+                    &case.id,
+                    &case.layer,
+                    &x.to_json(),
+                    &[ENGINES[a], ENGINES[b]],
+                );
                 explanations += 1;
             }
         }
@@ -184,7 +83,12 @@ fn every_difference_is_accounted_for_on_the_onnx_corpus() {
                 let pair = [outputs[a].clone(), outputs[b].clone()];
                 let x = explain_outputs(&case.layer, &pair, &RunOptions::default(), &mut |_, _| {})
                     .unwrap();
-                chains += check_json(case, &x.to_json(), &[engines[a], engines[b]]);
+                chains += common::check_json(
+                    &case.id,
+                    &case.layer,
+                    &x.to_json(),
+                    &[engines[a], engines[b]],
+                );
                 explanations += 1;
             }
         }

@@ -4,6 +4,7 @@ pub mod csv;
 pub mod golden;
 pub mod layer_file;
 pub mod npy;
+pub mod onnx;
 pub mod output;
 
 use std::collections::BTreeMap;
@@ -118,11 +119,106 @@ pub struct LoadedLayer {
     pub expected: BTreeMap<String, Vec<i64>>,
     /// Engine key -> the error that engine raised (golden cases).
     pub errors: BTreeMap<String, String>,
+    /// Whether the input is a placeholder (an ONNX node loaded without `--input`): the layer's
+    /// shape and parameters are real, its input values are not.
+    pub placeholder_input: bool,
+    /// Engine name -> why qconv does not model what that engine computes for this layer (an
+    /// ONNX node ONNX Runtime does not fuse runs as a float convolution).
+    pub not_modelled: BTreeMap<String, String>,
+    /// Things worth knowing about how the layer was read (ONNX nodes).
+    pub notes: Vec<String>,
+}
+
+impl LoadedLayer {
+    fn from_layer(layer: ConvLayer) -> Self {
+        LoadedLayer {
+            layer,
+            expected: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            placeholder_input: false,
+            not_modelled: BTreeMap::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// An error when qconv does not model what one of `engines` computes for this layer.
+    pub fn check_modelled(&self, engines: &[crate::EngineKind]) -> Result<()> {
+        for e in engines {
+            if let Some(reason) = self.not_modelled.get(e.name()) {
+                return Err(Error::NotModelled {
+                    engine: e.name().to_string(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `engine` on the layer, refusing engines whose result qconv does not model here.
+    pub fn run(
+        &self,
+        engine: crate::EngineKind,
+        options: &crate::RunOptions,
+    ) -> Result<crate::EngineOutput> {
+        self.check_modelled(&[engine])?;
+        crate::engines::run(engine, &self.layer, options)
+    }
+}
+
+/// Where an ONNX node's input tensor comes from when it is loaded as a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputPolicy {
+    /// The input is required (run, compare, explain): without `--input` loading fails.
+    Required,
+    /// Without `--input` the input is a placeholder filled with the zero point (check).
+    Placeholder,
 }
 
 /// Loads a LAYER argument: a TOML layer file, a golden case file (`.json`), or one case of a
 /// golden case collection (`FILE.jsonl#ID`, `FILE.jsonl.gz#ID`, or the file's only case).
+/// ONNX nodes (`MODEL.onnx#NODE`) need an input: see [`load_layer_with`].
 pub fn load_layer(spec: &str) -> Result<LoadedLayer> {
+    load_layer_with(spec, None, InputPolicy::Required)
+}
+
+/// Splits `MODEL.onnx#NODE` into the model path and the node (`None` when not an ONNX spec).
+/// The node part may itself contain `#`.
+pub fn split_onnx_spec(spec: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(i) = spec.find(".onnx#") {
+        let (path, node) = spec.split_at(i + 5);
+        let node = &node[1..];
+        return Some((path, (!node.is_empty()).then_some(node)));
+    }
+    spec.ends_with(".onnx").then_some((spec, None))
+}
+
+/// Loads a LAYER argument like [`load_layer`], and also ONNX model nodes, `MODEL.onnx#NODE`
+/// (`NODE` is a node name or an index into the model's convolution nodes), whose input tensor
+/// is the `.npy` file `input` (NCHW, in the model's type), or, when there is none, a placeholder
+/// if `policy` allows it. `input` is refused for other layers, whose files carry their input.
+pub fn load_layer_with(
+    spec: &str,
+    input: Option<&str>,
+    policy: InputPolicy,
+) -> Result<LoadedLayer> {
+    if let Some((path, node)) = split_onnx_spec(spec) {
+        let Some(node) = node else {
+            return Err(Error::parse(
+                path,
+                "",
+                "a model holds many layers; choose one as MODEL.onnx#NODE (a node name or an                  index; `qconv layers MODEL.onnx` lists them)",
+            ));
+        };
+        return load_onnx_node(path, node, input, policy);
+    }
+    if let Some(input) = input {
+        return Err(Error::invalid(
+            "--input",
+            format!(
+                "`{input}`: --input gives the input of an ONNX model node (MODEL.onnx#NODE);                  {spec} carries its own input"
+            ),
+        ));
+    }
     let (path, id) = match spec.rsplit_once('#') {
         Some((p, id)) if !id.is_empty() => (p, Some(id)),
         _ => (spec, None),
@@ -136,23 +232,131 @@ pub fn load_layer(spec: &str) -> Result<LoadedLayer> {
             ));
         }
         let f = layer_file::read_layer_file(path)?;
-        return Ok(LoadedLayer {
-            layer: f.layer,
-            expected: f.expected,
-            errors: BTreeMap::new(),
-        });
+        let mut loaded = LoadedLayer::from_layer(f.layer);
+        loaded.expected = f.expected;
+        return Ok(loaded);
     }
     if path.ends_with(".json") || path.ends_with(".jsonl") || path.ends_with(".jsonl.gz") {
         let case = golden::read_case(path, id)?;
-        return Ok(LoadedLayer {
-            layer: case.layer,
-            expected: case.expected,
-            errors: case.errors,
-        });
+        let mut loaded = LoadedLayer::from_layer(case.layer);
+        loaded.expected = case.expected;
+        loaded.errors = case.errors;
+        return Ok(loaded);
     }
     Err(Error::parse(
         path,
         "",
-        "unknown layer format (expected .toml, .json, .jsonl or .jsonl.gz)",
+        "unknown layer format (expected .toml, .json, .jsonl, .jsonl.gz or MODEL.onnx#NODE)",
     ))
+}
+
+/// Reads an `.npy` input tensor for `node`: 4-D NCHW, integers of the node's input type, and
+/// the shape the model records where it records one.
+pub fn read_node_input(path: &str, node: &onnx::ConvNode) -> Result<onnx::NodeInput> {
+    let array = npy::parse(path, &read_file(path)?)?;
+    let shape: [usize; 4] = match array.shape.as_slice() {
+        &[n, c, h, w] => [n, c, h, w],
+        s => {
+            return Err(Error::parse(
+                path,
+                "",
+                format!(
+                    "shape {s:?}: the input of node `{}` is a 4-D NCHW tensor",
+                    node.label()
+                ),
+            ));
+        }
+    };
+    if let Some(model_shape) = &node.input_shape {
+        let names = ["N", "C", "H", "W"];
+        for (i, (&want, &got)) in model_shape.iter().zip(&shape).enumerate() {
+            if want.is_some_and(|w| w != got) {
+                return Err(Error::parse(
+                    path,
+                    "",
+                    format!(
+                        "shape {shape:?}: the model gives tensor `{}` {} = {} (shape {})",
+                        node.input_tensor,
+                        names[i],
+                        want.unwrap_or(0),
+                        onnx::shape::format(model_shape)
+                    ),
+                ));
+            }
+        }
+    }
+    let npy::NpyData::Int(values) = array.data else {
+        return Err(Error::parse(
+            path,
+            "",
+            format!(
+                "holds floats; the input of node `{}` is {} (quantized integers)",
+                node.label(),
+                node.input_dtype
+            ),
+        ));
+    };
+    let dtype = node.input_dtype;
+    let data = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if dtype.contains(v) {
+                Ok(v as i32)
+            } else {
+                Err(Error::parse(
+                    path,
+                    format!("element {i}"),
+                    format!(
+                        "{v} is outside {dtype} [{}, {}], the type of tensor `{}`",
+                        dtype.min(),
+                        dtype.max(),
+                        node.input_tensor
+                    ),
+                ))
+            }
+        })
+        .collect::<Result<_>>()?;
+    Ok(onnx::NodeInput { shape, data })
+}
+
+fn load_onnx_node(
+    path: &str,
+    node: &str,
+    input: Option<&str>,
+    policy: InputPolicy,
+) -> Result<LoadedLayer> {
+    let model = onnx::OnnxModel::read(path)?;
+    let conv = model.find_conv(node)?;
+    let data = match input {
+        Some(file) => Some(read_node_input(file, &conv)?),
+        None if policy == InputPolicy::Placeholder => None,
+        None => {
+            return Err(Error::invalid(
+                "--input",
+                format!(
+                    "{path}#{node}: this command needs the node's input tensor `{}` ({}, NCHW{});                      give it with --input FILE.npy",
+                    conv.input_tensor,
+                    conv.input_dtype,
+                    conv.input_shape
+                        .as_ref()
+                        .map(|s| format!(" {}", onnx::shape::format(s)))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+    };
+    let layer = conv.layer(&model, data.as_ref())?;
+    let mut loaded = LoadedLayer::from_layer(layer);
+    loaded.placeholder_input = data.is_none();
+    loaded.notes = conv.notes.clone();
+    if let onnx::OrtExecution::NotFused(reason) = &conv.ort {
+        loaded.not_modelled.insert(
+            crate::EngineKind::OnnxRuntime.name().to_string(),
+            format!(
+                "ONNX Runtime does not fuse this QDQ group on x86 ({reason}); it runs                  DequantizeLinear, a float32 Conv and QuantizeLinear"
+            ),
+        );
+    }
+    Ok(loaded)
 }

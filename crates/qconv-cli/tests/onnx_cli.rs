@@ -1,0 +1,302 @@
+//! The `qconv` binary on ONNX models: `layers`, `MODEL.onnx#NODE` layers with `--input`, the
+//! whole-model `check`, and bad models and inputs (exit code 2, one line naming the file and the
+//! field, no panic).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn models() -> PathBuf {
+    repo().join("tests/data/models")
+}
+
+fn model(name: &str) -> String {
+    models().join(name).to_string_lossy().into_owned()
+}
+
+/// Runs qconv; returns (exit code, stdout, stderr).
+fn qconv(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_qconv"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("qconv runs");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("onnx-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Asserts a user error: exit code 2, one line on stderr containing every needle, nothing on
+/// stdout, no panic.
+fn assert_user_error(args: &[&str], needles: &[&str]) {
+    let (code, stdout, stderr) = qconv(args);
+    assert_eq!(code, 2, "{args:?}: exit code\nstderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{args:?}: `{n}` missing from: {stderr}");
+    }
+    assert!(stdout.is_empty(), "{args:?}: stdout: {stdout}");
+}
+
+/// The manifest record of node `index` of model `name` captured on `isa`.
+fn capture(name: &str, isa: &str, index: usize) -> (String, String, String) {
+    let text = std::fs::read_to_string(models().join("manifest.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entry = m["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap();
+    let cap = entry["captures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["isa"] == isa)
+        .unwrap();
+    let rec = &cap["nodes"][index];
+    (
+        rec["name"].as_str().unwrap().to_string(),
+        models()
+            .join(rec["input"].as_str().unwrap())
+            .to_string_lossy()
+            .into_owned(),
+        models()
+            .join(rec["output"].as_str().unwrap())
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+#[test]
+fn layers_lists_every_convolution() {
+    let (code, stdout, stderr) = qconv(&["layers", &model("qdq-u8s8-pc.onnx")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("12 convolution nodes"), "{stdout}");
+    assert!(stdout.contains("/stem/Conv"), "{stdout}");
+    assert!(stdout.contains("[1,3,32,32]"), "{stdout}");
+    assert!(stdout.contains("3x3 s2,2 p1,1 d1,1 g1"), "{stdout}");
+    assert!(stdout.contains("u8 s8 -> u8  per-channel"), "{stdout}");
+    assert!(stdout.contains("fused QLinearConv"), "{stdout}");
+    let (code, stdout, _) = qconv(&["layers", &model("qdq-s8s8-pt.onnx")]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("not fused (float)") && stdout.contains("fused as uint8"));
+    let (code, stdout, _) = qconv(&["layers", &model("qop-u8s8-pt.onnx"), "--format", "json"]);
+    assert_eq!(code, 0);
+    let j: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let nodes = j["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 12);
+    assert_eq!(nodes[0]["op"], "QLinearConv");
+    assert_eq!(
+        nodes[0]["input"]["shape"],
+        serde_json::json!([1, 3, 32, 32])
+    );
+    assert_eq!(
+        nodes[0]["output"]["shape"],
+        serde_json::json!([1, 16, 16, 16])
+    );
+    assert_eq!(nodes[0]["weight"]["per_channel"], false);
+    assert_eq!(nodes[0]["onnxruntime"]["execution"], "as-is");
+    assert_eq!(nodes[2]["conv"]["groups"], 32);
+    let (code, stdout, _) = qconv(&["layers", "--help"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("Usage:") && stdout.contains("MODEL"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn run_reproduces_onnx_runtime_on_avx2() {
+    let (name, input, output) = capture("qop-u8s8-pc", "avx2", 0);
+    let dir = scratch("run");
+    let out = dir.join("y.npy");
+    let out_s = out.to_string_lossy().into_owned();
+    let spec = format!("{}#{name}", model("qop-u8s8-pc.onnx"));
+    let (code, _, stderr) = qconv(&[
+        "run",
+        &spec,
+        "--input",
+        &input,
+        "--engine",
+        "onnxruntime",
+        "--isa",
+        "avx2",
+        "--output",
+        &out_s,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&output).unwrap(),
+        "the .npy qconv writes is byte for byte the tensor ONNX Runtime produced"
+    );
+    // The index works as well as the name; on VNNI the result differs from AVX2's.
+    let spec0 = format!("{}#0", model("qop-u8s8-pc.onnx"));
+    let (code, stdout, stderr) = qconv(&[
+        "compare",
+        &spec0,
+        "--input",
+        &input,
+        "--engines",
+        "onnx,onnxruntime",
+        "--isa",
+        "avx2",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("onnxruntime(avx2)"), "{stdout}");
+    assert!(stdout.contains("int16 pair saturation"), "{stdout}");
+    let (code, stdout, stderr) = qconv(&["explain", &spec0, "--input", &input, "--isa", "avx2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("pair-saturation"), "{stdout}");
+}
+
+#[test]
+fn a_node_needs_its_input_except_for_check() {
+    let spec = format!("{}#/stem/Conv_quant", model("qop-u8s8-pt.onnx"));
+    for cmd in ["run", "compare", "explain"] {
+        assert_user_error(
+            &[cmd, &spec],
+            &["--input", "input_quantized", "uint8", "[1,3,32,32]"],
+        );
+    }
+    let (code, stdout, stderr) = qconv(&["check", &spec, "--isa", "avx2"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stdout.contains("the full input range is checked"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("CAN SATURATE"), "{stdout}");
+    // PyTorch's fbgemm would saturate on it too (the int32 bias does not matter for that).
+    let (code, stdout, stderr) = qconv(&["check", &spec, "--engine", "fbgemm", "--isa", "avx2"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.contains("FBGEMM"), "{stdout}");
+    let (code, _, _) = qconv(&["check", &spec, "--isa", "avx512-vnni"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn check_audits_a_whole_model() {
+    let (code, stdout, stderr) = qconv(&["check", &model("qdq-u8s8-pt.onnx")]);
+    assert_eq!(code, 1, "{stderr}");
+    for needle in [
+        "12 convolution nodes",
+        "avx2",
+        "avx-vnni",
+        "avx512-vnni",
+        "/b1/dw/Conv",
+        "depthwise kernel",
+        "avx2: CAN SATURATE",
+        "avx512: CAN SATURATE",
+        "avx-vnni: no node can saturate",
+        "avx512-vnni: no node can saturate",
+    ] {
+        assert!(stdout.contains(needle), "`{needle}` missing:\n{stdout}");
+    }
+    let (code, stdout, _) = qconv(&["check", &model("qdq-u8s8-pt.onnx"), "--isa", "avx512-vnni"]);
+    assert_eq!(code, 0, "{stdout}");
+    // With 7-bit activations nothing saturates.
+    let (code, stdout, _) = qconv(&[
+        "check",
+        &model("qop-u8s8-pt.onnx"),
+        "--isa",
+        "avx2",
+        "--input-range",
+        "0,127",
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    // Nodes ONNX Runtime runs as float convolutions are listed as not modelled.
+    let (_, stdout, _) = qconv(&["check", &model("qdq-s8s8-pt.onnx")]);
+    assert!(stdout.contains("not modelled"), "{stdout}");
+}
+
+#[test]
+fn unfused_nodes_are_not_modelled() {
+    let (name, input, _) = capture("qdq-s8s8-pt", "avx2", 0);
+    let spec = format!("{}#{name}", model("qdq-s8s8-pt.onnx"));
+    assert_user_error(
+        &["run", &spec, "--input", &input, "--engine", "onnxruntime"],
+        &["does not model what onnxruntime computes", "float32 Conv"],
+    );
+    let (code, _, stderr) = qconv(&["run", &spec, "--input", &input, "--engine", "exact"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn bad_models_and_inputs_are_user_errors() {
+    let dir = scratch("bad");
+    let good = std::fs::read(model("qop-u8s8-pt.onnx")).unwrap();
+    let truncated = dir.join("truncated.onnx");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    let t = truncated.to_string_lossy().into_owned();
+    assert_user_error(&["layers", &t], &["truncated.onnx", "field `", "byte"]);
+    assert_user_error(&["check", &t], &["truncated.onnx"]);
+    let junk = dir.join("junk.onnx");
+    std::fs::write(&junk, b"this is not a protobuf model at all").unwrap();
+    assert_user_error(
+        &["layers", &junk.to_string_lossy()],
+        &["junk.onnx", "field `"],
+    );
+    assert_user_error(&["layers", "missing.onnx"], &["missing.onnx"]);
+
+    let m = model("qop-u8s8-pt.onnx");
+    assert_user_error(&["run", &m], &["choose one as MODEL.onnx#NODE"]);
+    assert_user_error(
+        &["run", &format!("{m}#NoSuchNode"), "--input", "x.npy"],
+        &["node `NoSuchNode`", "no node of that name"],
+    );
+    assert_user_error(
+        &[
+            "run",
+            &format!("{m}#input_QuantizeLinear"),
+            "--input",
+            "x.npy",
+        ],
+        &["QuantizeLinear node, not a convolution"],
+    );
+    assert_user_error(
+        &["run", &format!("{m}#99"), "--input", "x.npy"],
+        &["node #99", "12 convolution nodes"],
+    );
+    // Inputs of the wrong shape, type or kind.
+    let (_, input, _) = capture("qop-u8s8-pt", "avx2", 1);
+    assert_user_error(
+        &["run", &format!("{m}#0"), "--input", &input],
+        &["shape [1, 16, 16, 16]", "C = 3"],
+    );
+    let floats = dir.join("floats.npy");
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 32, 32), }";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(std::iter::repeat_n(0u8, 4 * 3 * 32 * 32));
+    std::fs::write(&floats, &bytes).unwrap();
+    assert_user_error(
+        &[
+            "run",
+            &format!("{m}#0"),
+            "--input",
+            &floats.to_string_lossy(),
+        ],
+        &["floats.npy", "holds floats"],
+    );
+    let forum = repo().join("examples/forum-5x5.toml");
+    assert_user_error(
+        &["run", &forum.to_string_lossy(), "--input", &input],
+        &["--input", "MODEL.onnx#NODE"],
+    );
+}
