@@ -10,8 +10,8 @@
 # Needs Chromium (Debian: apt-get install chromium) and Python 3; not run by CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-out=${1:-target/html-check}
-mkdir -p "$out"
+mkdir -p "${1:-target/html-check}"
+out=$(realpath "${1:-target/html-check}")
 chromium=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
 [[ -n $chromium ]] || { echo "no Chromium found (apt-get install chromium)"; exit 2; }
 cargo build --release --quiet
@@ -26,8 +26,8 @@ check() {  # name layer engines expected_maps
   if grep -Eq '<script|src=|href=' "$out/$name.html"; then
     echo "$name: the report references external resources or scripts"; exit 1
   fi
-  "$chromium" "${flags[@]}" --dump-dom "file://$PWD/$out/$name.html" > "$out/$name.dom.html" 2>/dev/null
-  "$chromium" "${flags[@]}" --screenshot="$out/$name.png" "file://$PWD/$out/$name.html" 2>/dev/null
+  "$chromium" "${flags[@]}" --dump-dom "file://$out/$name.html" > "$out/$name.dom.html" 2>/dev/null
+  "$chromium" "${flags[@]}" --screenshot="$out/$name.png" "file://$out/$name.html" 2>/dev/null
   python3 - "$out/$name" "$maps" <<'PY'
 import json, struct, sys, zlib
 base, maps = sys.argv[1], int(sys.argv[2])
