@@ -9,8 +9,8 @@
 
 use std::arch::x86_64::*;
 
-/// AVX-512-VNNI tile: 6 output channels by 64 pixels (24 accumulators).
-pub const AVX512_TILE: (usize, usize) = (6, 64);
+/// AVX-512-VNNI tile: 8 output channels by 48 pixels (24 accumulators).
+pub const AVX512_TILE: (usize, usize) = (8, 48);
 /// AVX-VNNI tile: 4 output channels by 24 pixels (12 accumulators).
 pub const AVXVNNI_TILE: (usize, usize) = (4, 24);
 /// AVX2 tiles: 4 output channels by 16 pixels (pairs of u8 x s8 quads), 5 by 16 (i16 pairs).
@@ -21,22 +21,21 @@ pub const AVX2_I16_TILE: (usize, usize) = (5, 16);
 ///
 /// # Safety
 /// The CPU must support AVX-512 F, BW and VNNI. For every step `s < steps.len()`,
-/// `b + steps[s]` must be valid for `64 * 4` bytes; `w` must hold `steps.len() * 6 * 4` bytes,
-/// `acc` `5 * ldc + 64` values.
+/// `b + steps[s]` must be valid for `48 * 4` bytes; `w` must hold `steps.len() * 8 * 4` bytes,
+/// `acc` `7 * ldc + 48` values.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub unsafe fn u8s8_avx512(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32, ldc: usize) {
     // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
     unsafe {
-        let mut c = [[_mm512_setzero_si512(); 4]; 6];
+        let mut c = [[_mm512_setzero_si512(); 3]; 8];
         for (s, &offset) in steps.iter().enumerate() {
             let bp = b.add(offset) as *const __m512i;
             let bv = [
                 _mm512_loadu_si512(bp),
                 _mm512_loadu_si512(bp.add(1)),
                 _mm512_loadu_si512(bp.add(2)),
-                _mm512_loadu_si512(bp.add(3)),
             ];
-            let wp = w.add(s * 24) as *const i32;
+            let wp = w.add(s * 32) as *const i32;
             for (m, row) in c.iter_mut().enumerate() {
                 let wv = _mm512_set1_epi32(wp.add(m).read_unaligned());
                 for (a, &bj) in row.iter_mut().zip(&bv) {
