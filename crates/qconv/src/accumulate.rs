@@ -172,12 +172,12 @@ pub fn pair_saturating_dot(a: &[i32], w: &[i32]) -> i32 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PairTap {
     /// Reduction index within the group.
-    pub k: usize,
+    pub k: u32,
     /// `[n, c, h, w]` of the input element, or `None` for a padded tap (which holds the input
-    /// zero point).
-    pub input: Option<[usize; 4]>,
+    /// zero point). (32-bit: explanations hold millions of taps.)
+    pub input: Option<[u32; 4]>,
     /// `[oc, c, kh, kw]` of the weight element.
-    pub weight: [usize; 4],
+    pub weight: [u32; 4],
     /// Raw activation value.
     pub activation: i32,
     /// Raw weight value.
@@ -261,11 +261,12 @@ pub fn saturated_pairs_in_rows(
     let tap = |k: usize| {
         let (r, s, c) = g.reduction_index(order, k);
         PairTap {
-            k,
+            // Layer sizes are capped far below 2^32 (geometry::MAX_ELEMENTS).
+            k: k as u32,
             input: g
                 .tap_position(oh, ow, r, s)
-                .map(|(ih, iw)| [n, grp * cg + c, ih, iw]),
-            weight: [oc, c, r, s],
+                .map(|(ih, iw)| [n, grp * cg + c, ih, iw].map(|x| x as u32)),
+            weight: [oc, c, r, s].map(|x| x as u32),
             activation: row[k],
             weight_value: weights[k],
         }

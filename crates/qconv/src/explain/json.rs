@@ -33,8 +33,8 @@ fn detail(c: &Cause) -> Value {
                         .map(|t| {
                             object([
                                 ("k", Value::from(t.k)),
-                                ("input", t.input.map_or(Value::Null, index)),
-                                ("weight", index(t.weight)),
+                                ("input", t.input.map_or(Value::Null, |i| index(i.map(|x| x as usize)))),
+                                ("weight", index(t.weight.map(|x| x as usize))),
                                 ("activation", Value::from(t.activation)),
                                 ("weight_value", Value::from(t.weight_value)),
                                 ("product", Value::from(t.activation * t.weight_value)),

@@ -186,13 +186,13 @@ fn pair_lines(el: &ElementExplanation, engine: crate::EngineKind, out: &mut Stri
             .iter()
             .map(|t| {
                 t.input
-                    .map_or("pad".to_string(), |i| format!("x{}", coords(i)))
+                    .map_or("pad".to_string(), |i| format!("x{}", coords(i.map(|x| x as usize))))
             })
             .collect();
         let weights: Vec<String> = p
             .taps
             .iter()
-            .map(|t| format!("w{}", coords(t.weight)))
+            .map(|t| format!("w{}", coords(t.weight.map(|x| x as usize))))
             .collect();
         let products: Vec<String> = p
             .taps
