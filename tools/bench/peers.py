@@ -67,13 +67,53 @@ the run down. A layer that raises is recorded as failed ("error" in the JSON, "f
 tables); if a worker dies, the layer it was on is recorded as crashed and the worker is restarted
 for the remaining layers. If qconv fails, its columns show "fail".
 
+ISA emulation (--emulate ISA)
+-----------------------------
+The project's performance targets are stated for an AVX2-only CPU (no AVX-512, no VNNI), where
+fbgemm and ONNX Runtime multiply u8 x s8 with int16-pair-saturating `vpmaddubsw` kernels. With
+`--emulate avx2` (or avx-vnni, avx512, avx512-vnni; default none = this CPU as it is) every peer
+worker first enables the CPUID-faulting shim tools/golden/cpuidmask.c (built and loaded by
+tools/golden/cpuidmask.py, shared with tools/golden/gen_onnx.py) in the matching mode, BEFORE
+importing numpy, torch or onnxruntime: from then on every CPUID instruction of the worker traps and
+is answered with the real values minus the masked features, so MLAS, FBGEMM, oneDNN, cpuinfo and
+ATen dispatch as on a CPU with that ISA (mode 1, avx2: no AVX-512, no VNNI of any kind; 2, avx-vnni:
+AVX2 + AVX-VNNI; 3, avx512: AVX-512 F/CD/BW/DQ/VL without VNNI; 4, avx512-vnni: AVX-512 + AVX512-VNNI,
+AVX-VNNI hidden; all hide AMX, AVX-VNNI-INT8 and AVX10). The peers then behave as on such a
+machine's instruction set, but caches, clocks, memory bandwidth and the core count are this
+machine's: the numbers are "AVX2 kernels on this Xeon", not a measurement of a real AVX2 CPU.
+Needs Linux x86-64, the cpuid_fault CPU flag and gcc; the mask can only remove features.
+
+Each worker verifies the mask before timing anything, and exits (status 3) if it did not take effect;
+the driver then aborts the whole run (status 3, no tables): CPUID leaf 7 / 7.1 seen through the shim
+must show exactly the requested (avx2, avx512, avx512_vnni, avx_vnni) set and the shim must have
+trapped; torch workers check torch.backends.cpu.get_cpu_capability() (AVX2 for avx2 / avx-vnni,
+AVX512 for avx512 / avx512-vnni), cpuinfo's VNNI answer (torch.cpu._is_vnni_supported(), True only
+for avx512-vnni) and run the forum seed layer (README) through fbgemm -- 7 (saturated int16 pairs)
+on every ISA but avx512-vnni (FBGEMM has no AVX-VNNI kernels), 0 there -- and through their own
+engine (x86 sends the asymmetric seed weights to fbgemm: same as fbgemm; qnnpack: 0); the ORT
+worker runs the seed layer with OC = 2 (MLAS's GEMM path) with the timing sessions' options: [7, 7]
+on avx2 / avx512, [0, 0] on the VNNI ISAs. The same checks run without --emulate and are reported
+against this CPU's own class. CPUID instructions trapped inside the timed calls are counted per
+measurement ("cpuid_traps"; each would be a signal round trip in the timed region; 0 on the layers tried).
+
+qconv is not masked; it runs with `--kernel` matching the ISA: avx2 -> avx2, avx-vnni -> avx-vnni,
+avx512-vnni -> avx512-vnni, and avx512 -> avx2 (qconv has no AVX-512 kernel set without VNNI; the
+report says so). The kernel set qconv reports for every layer is checked against the request.
+Without --emulate qconv uses its default (QCONV_KERNEL, else the best this CPU has).
+
+The JSON's environment.emulation records the mode, the shim mode, the host's ISA class, the qconv
+kernel set requested and reported, one check record per worker (CPUID bits and leaf 7 registers,
+traps, observed vs expected behaviour) and the CPUID traps inside timed calls; the report header
+prints the same.
+
 How to run
 ----------
     cd /work/main && cargo build --release
     /work/venv/bin/python tools/bench/peers.py                       # threads 1 and 2, all layers
     /work/venv/bin/python tools/bench/peers.py --threads 1,2 --markdown --json out.json
     /work/venv/bin/python tools/bench/peers.py --layers r18_3x3_64_56,mv2_dw3x3_144_56 --threads 2
-Options: --threads 1,2 ; --layers a,b ; --qconv PATH (default target/release/qconv, relative to the
+    /work/venv/bin/python tools/bench/peers.py --emulate avx2 --json out-avx2.json   # AVX2-only peers
+Options: --threads 1,2 ; --layers a,b ; --emulate none|avx2|avx-vnni|avx512|avx512-vnni ; --qconv PATH (default target/release/qconv, relative to the
 repository root) ; --json OUT (all raw numbers + environment) ; --markdown ; --time-ms 500 ;
 --min-runs 10 ; --peers fbgemm,x86,qnnpack,onnxruntime (subset to time) ; --retries 3 ;
 --max-foreign 0.1 ; --quiet-wait 60. Progress goes to stderr, the tables to stdout.
@@ -103,9 +143,14 @@ Caveats
 * With 2 threads on a 2-core machine every pool uses all cores; ORT's worker threads spin between
   calls (default allow_spinning), as in normal use.
 * fbgemm's depthwise kernels are AVX2 (vpmaddubsw, saturating) even on VNNI CPUs; fbgemm's other
-  paths and oneDNN use VNNI here. The numbers are only valid for this CPU.
+  paths and oneDNN use VNNI here. The numbers are only valid for this CPU (and, with --emulate, for
+  the emulated ISA's kernels on this CPU's caches, clocks and memory).
+* --emulate changes what CPUID reports, not what the CPU can execute: code that used AVX-512
+  without asking CPUID would still run it (the seed checks show that the int8 paths did switch).
+  Clocks are this machine's: a real AVX2 CPU has other frequencies, caches and memory.
 * The x86 engine's routing (oneDNN vs fbgemm) is inferred from PyTorch's rule (Linux, VNNI,
-  groups <= 100, symmetric weights), not observed per call. (Checked once on the suite's data:
+  groups <= 100, symmetric weights), not observed per call. VNNI is cpuinfo's answer, so under
+  --emulate avx2 / avx-vnni / avx512 every layer routes to fbgemm, as on such a CPU. (Checked once on the suite's data:
   x86 output == fbgemm's saturating depthwise output on mv2_dw3x3_144_56, exact on the 96-group
   layer.)
 * torch 2.15 warns that the quantized tensor creation functions used here are deprecated; the
@@ -146,6 +191,18 @@ PEERS = ("fbgemm", "x86", "qnnpack", "onnxruntime")
 ISSUE_PEERS = ("fbgemm", "onnxruntime")  # "the faster of fbgemm and ORT"
 X_SCALE, X_ZP, Y_ZP = 0.02, 128, 128
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+GOLDEN = os.path.join(REPO, "tools", "golden")  # cpuidmask.py / cpuidmask.c: the CPUID shim
+
+# --emulate ISA -> qconv's --kernel. qconv has no AVX-512 kernel set without VNNI, so "avx512" runs
+# qconv's AVX2 kernels (the peers still see AVX-512 F/BW/DQ/VL).
+EMULATE = ("none", "avx2", "avx-vnni", "avx512", "avx512-vnni")
+QCONV_KERNEL = {"avx2": "avx2", "avx-vnni": "avx-vnni", "avx512": "avx2", "avx512-vnni": "avx512-vnni"}
+QCONV_KERNEL_NOTE = {"avx512": "qconv has no AVX-512 kernel set without VNNI: its AVX2 kernels are used"}
+# The forum seed layer (README): 5x5 input of 200 (scale 0.012728, zp 33), this int8 weight (scale
+# 0.00292, zp -11), output scale 0.02091, zp 0. Exact answer 0; 7 where u8 x s8 products are summed
+# in saturating int16 pairs (vpmaddubsw).
+SEED_W = [9, -32, 17, 3, -67, -97, -41, 47, 84, -56, -128, -125, 11, 63, 54, -15, -58, -31,
+          50, 48, 23, -3, 64, -87, -91]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,6 +339,7 @@ def time_calls(fn, cfg):
         warm += 1
     gc_was = gc.isenabled()
     gc.disable()
+    traps0 = CPUID_TRAPS() if CPUID_TRAPS else None
     load = CpuLoad(own_process_cpu)
     try:
         runs = []
@@ -298,8 +356,13 @@ def time_calls(fn, cfg):
         if gc_was:
             gc.enable()
     runs.sort()
-    return {"runs": len(runs), "median_ms": statistics.median(runs) / 1e6, "min_ms": runs[0] / 1e6,
-            "foreign_cores": foreign, "steal_cores": steal}
+    res = {"runs": len(runs), "median_ms": statistics.median(runs) / 1e6, "min_ms": runs[0] / 1e6,
+           "foreign_cores": foreign, "steal_cores": steal}
+    if traps0 is not None:
+        # CPUID instructions trapped by the shim during the timed calls (each one is a signal
+        # round trip inside the timed region; expected 0)
+        res["cpuid_traps"] = CPUID_TRAPS() - traps0
+    return res
 
 
 def contention(res):
@@ -326,6 +389,9 @@ def measure(fn, cfg):
     c = contention(best)
     best["contended"] = c is not None and c >= cfg.max_foreign
     return best
+
+
+CPUID_TRAPS = None  # set in workers running under the CPUID shim: () -> traps so far
 
 
 def with_gops(result, layer):
@@ -361,17 +427,41 @@ def torch_env():
     }
 
 
-def worker_torch(engine, threads, layers, cfg):
+def torch_seed(engine):
+    """The forum seed layer through torch.ao.nn.quantized.Conv2d with `engine`: its output integer."""
+    import torch
+    from torch.ao.nn.quantized import Conv2d as QConv2d
+    torch.backends.quantized.engine = engine
+    x = torch._make_per_tensor_quantized_tensor(torch.full((1, 1, 5, 5), 200, dtype=torch.uint8),
+                                                0.012728, 33)
+    w = torch._make_per_tensor_quantized_tensor(
+        torch.tensor(SEED_W, dtype=torch.int8).reshape(1, 1, 5, 5), 0.00292, -11)
+    m = QConv2d(1, 1, 5)
+    m.set_weight_bias(w, torch.zeros(1))
+    m.scale, m.zero_point = 0.02091, 0
+    with torch.inference_mode():
+        return int(m(x).int_repr().item())
+
+
+def worker_torch(engine, threads, layers, cfg, check):
     import numpy as np
     import torch
     from torch.ao.nn.quantized import Conv2d as QConv2d
 
-    torch.backends.quantized.engine = engine
     torch.set_num_threads(threads)
+    # ISA checks: ATen's capability and cpuinfo's VNNI answer (both read CPUID), and what FBGEMM
+    # computes on the forum seed layer (7: saturating vpmaddubsw pairs, 0: exact), plus the seed
+    # layer through this worker's own engine.
+    observed = {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "torch_vnni": bool(torch.cpu._is_vnni_supported()),
+                "seed_fbgemm": torch_seed("fbgemm")}
+    if engine != "fbgemm":
+        observed[f"seed_{engine}"] = torch_seed(engine)
+    torch.backends.quantized.engine = engine
     env = torch_env()
     env["quantized_engine"] = torch.backends.quantized.engine
     env["num_threads"] = torch.get_num_threads()
-    emit({"env": env})
+    report_isa_check(env, check, observed)
     vnni = env["vnni"] and sys.platform.startswith("linux")
     for layer in layers:
         emit({"start": layer.name})
@@ -438,6 +528,29 @@ def qlinearconv_model(layer):
     return model.SerializeToString()
 
 
+def seed_qlinearconv_model():
+    """The forum seed layer as a QLinearConv with the weight duplicated to OC = 2."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    inits = [
+        numpy_helper.from_array(np.array(0.012728, dtype=np.float32), "x_scale"),
+        numpy_helper.from_array(np.array(33, dtype=np.uint8), "x_zp"),
+        numpy_helper.from_array(np.array(SEED_W * 2, dtype=np.int8).reshape(2, 1, 5, 5), "w"),
+        numpy_helper.from_array(np.array(0.00292, dtype=np.float32), "w_scale"),
+        numpy_helper.from_array(np.array(-11, dtype=np.int8), "w_zp"),
+        numpy_helper.from_array(np.array(0.02091, dtype=np.float32), "y_scale"),
+        numpy_helper.from_array(np.array(0, dtype=np.uint8), "y_zp"),
+    ]
+    node = helper.make_node("QLinearConv", ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale",
+                                            "y_zp"], ["y"], kernel_shape=[5, 5])
+    graph = helper.make_graph(
+        [node], "seed", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 1, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 2, 1, 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 def identity_model(shape):
     from onnx import TensorProto, helper
     g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
@@ -477,7 +590,7 @@ def ort_bound_call(sess, x_np, out_shape):
     return call, y_np, keep
 
 
-def worker_ort(threads, layers, cfg):
+def worker_ort(threads, layers, cfg, check):
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -493,8 +606,14 @@ def worker_ort(threads, layers, cfg):
                               "execution_mode": "ORT_SEQUENTIAL",
                               "providers": ["CPUExecutionProvider"],
                               "timed_call": "run_with_iobinding, preallocated uint8 NCHW in/out"}
-    emit({"env": env})
     providers = ["CPUExecutionProvider"]
+    # ISA check: the forum seed layer with OC = 2 (so MLAS takes its GEMM path, not the exact
+    # depthwise kernel), with the timing sessions' options: [7, 7] where MLAS sums u8 x s8 pairs in
+    # saturating int16 (AVX2, AVX-512 without VNNI), [0, 0] with VNNI.
+    seed = ort.InferenceSession(seed_qlinearconv_model(), ort_options(threads), providers=providers)
+    y = seed.run(None, {"x": np.full((1, 1, 5, 5), 200, dtype=np.uint8)})[0]
+    report_isa_check(env, check, {"seed_onnxruntime": [int(v) for v in y.ravel()]})
+    del seed
     tmp = tempfile.mkdtemp(prefix="qconv-peers-")
     for layer in layers:
         emit({"start": layer.name})
@@ -533,16 +652,89 @@ def worker_ort(threads, layers, cfg):
             emit({"result": {"layer": layer.name, "error": f"{type(e).__name__}: {e}".strip()[:500]}})
 
 
+def load_cpuidmask():
+    """tools/golden/cpuidmask.py (standard library only: safe to import before numpy)."""
+    if GOLDEN not in sys.path:
+        sys.path.insert(0, GOLDEN)
+    import cpuidmask
+    return cpuidmask
+
+
+def expected_behaviour(isa):
+    """What a process that sees `isa` observes (measured on this machine under each shim mode, and
+    on the native AVX-512-VNNI CPU). FBGEMM has no AVX-VNNI kernels, so it saturates on every ISA but
+    AVX-512-VNNI; MLAS uses AVX-VNNI. The x86 engine sends the seed layer (asymmetric weights) to
+    FBGEMM; QNNPACK is exact everywhere."""
+    vnni512 = isa == "avx512-vnni"
+    return {
+        "torch_cpu_capability": "AVX512" if isa in ("avx512", "avx512-vnni") else "AVX2",
+        "torch_vnni": vnni512,
+        "seed_fbgemm": 0 if vnni512 else 7,
+        "seed_x86": 0 if vnni512 else 7,
+        "seed_qnnpack": 0,
+        "seed_onnxruntime": [0, 0] if isa in ("avx-vnni", "avx512-vnni") else [7, 7],
+    }
+
+
+def worker_fatal(msg):
+    emit({"fatal": msg})
+    sys.exit(3)
+
+
+def emulation_setup(emulate):
+    """Runs first in a worker, before numpy / torch / onnxruntime are imported. With --emulate ISA:
+    builds and enables the CPUID shim in ISA's mode and checks CPUID leaf 7 / 7.1 through it (and that
+    it trapped); any failure ends the worker (exit 3) before anything is timed. Returns the check
+    record that report_isa_check completes."""
+    global CPUID_TRAPS
+    cm = load_cpuidmask()
+    if emulate == "none":
+        flags = cm.cpu_flags()
+        return {"emulate": "none", "isa": cm.host_isa(flags),
+                "cpuid_features": dict(zip(cm.FEATURE_NAMES, cm.flag_features(flags))),
+                "cpuid_source": "/proc/cpuinfo (no shim)"}
+    loaded = [m for m in ("numpy", "torch", "onnxruntime", "onnx") if m in sys.modules]
+    if loaded:
+        worker_fatal(f"--emulate {emulate}: {', '.join(loaded)} imported before the CPUID shim")
+    try:
+        lib, check = cm.enable_verified(emulate)
+    except cm.MaskError as e:
+        worker_fatal(f"--emulate {emulate}: {e}")
+    CPUID_TRAPS = lambda: cm.trap_count(lib)  # noqa: E731
+    check["emulate"] = emulate
+    check["cpuid_source"] = "CPUID through the shim"
+    check["traps_at_enable"] = check.pop("traps")
+    return check
+
+
+def report_isa_check(env, check, observed):
+    """Compares `observed` with what check["isa"] implies, stores the check in env and emits env.
+    Under --emulate a mismatch ends the worker before timing (the mask did not take effect)."""
+    want = expected_behaviour(check["isa"])
+    check["observed"] = observed
+    check["expected"] = {k: want[k] for k in observed}
+    check["problems"] = [f"{k} = {v!r}, expected {want[k]!r}" for k, v in observed.items() if v != want[k]]
+    check["ok"] = not check["problems"]
+    if CPUID_TRAPS:
+        check["traps_before_timing"] = CPUID_TRAPS()
+    env["isa_check"] = check
+    emit({"env": env})
+    if check["problems"] and check["emulate"] != "none":
+        worker_fatal(f"--emulate {check['emulate']}: the mask did not take effect: "
+                     + "; ".join(check["problems"]))
+
+
 def worker_main(args):
     import warnings
     warnings.filterwarnings("ignore")  # deprecation noise; keeps a crash's stderr tail readable
+    check = emulation_setup(args.emulate)  # before numpy / torch / onnxruntime are imported
     layers = suite_layers(args.layers.split(",") if args.layers else None)
     threads = int(args.threads)
     cfg = timing_config(args)
     if args.worker == "onnxruntime":
-        worker_ort(threads, layers, cfg)
+        worker_ort(threads, layers, cfg, check)
     else:
-        worker_torch(args.worker, threads, layers, cfg)
+        worker_torch(args.worker, threads, layers, cfg, check)
 
 
 def timing_config(args):
@@ -552,14 +744,20 @@ def timing_config(args):
 
 def timing_args(args):
     return ["--time-ms", str(args.time_ms), "--min-runs", str(args.min_runs), "--retries", str(args.retries),
-            "--max-foreign", str(args.max_foreign), "--quiet-wait", str(args.quiet_wait)]
+            "--max-foreign", str(args.max_foreign), "--quiet-wait", str(args.quiet_wait),
+            "--emulate", args.emulate]
 
 
 # ----------------------------------------------------------------------------------------------
 # Driver
 
+class EmulationFailed(RuntimeError):
+    """A worker found that the CPUID shim did not take effect (nothing was timed)."""
+
+
 def run_worker(peer, threads, layers, args, log):
-    """Runs one peer in child processes; restarts after a crash. Returns (env, {layer: result})."""
+    """Runs one peer in child processes; restarts after a crash. Returns (env, {layer: result}).
+    Raises EmulationFailed when a worker reports that --emulate did not take effect."""
     results, env = {}, None
     todo = [l.name for l in layers]
     while todo:
@@ -580,6 +778,8 @@ def run_worker(peer, threads, layers, args, log):
             msg = json.loads(line[3:])
             if "env" in msg:
                 env = msg["env"]
+            elif "fatal" in msg:
+                raise EmulationFailed(f"{peer} worker (threads {threads}): {msg['fatal']}")
             elif "start" in msg:
                 current = msg["start"]
             elif "result" in msg:
@@ -605,12 +805,24 @@ def run_worker(peer, threads, layers, args, log):
 def qconv_bench(qconv, threads, names, args):
     cmd = [qconv, "bench", "--threads", str(threads), "--format", "json", "--engines", "exact",
            "--time-ms", str(args.time_ms), "--layers", ",".join(names)]
+    if args.emulate != "none":
+        cmd += ["--kernel", QCONV_KERNEL[args.emulate]]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.worker_timeout)
     if p.returncode != 0:
         err = [ln for ln in p.stderr.strip().splitlines() if ln.strip() and "backtrace" not in ln
                and not ln.lstrip()[:2].rstrip(":").isdigit()]
         raise RuntimeError(f"exit code {p.returncode}: {' | '.join(err[:4])}"[:500])
-    return {r["layer"]: r for r in json.loads(p.stdout) if r.get("engine") == "exact"}, cmd
+    out = {}
+    for r in json.loads(p.stdout):
+        if r.get("engine") != "exact":
+            continue
+        # "kernels" reads like "avx2 kernels, planar float32 sums, exact"
+        r["kernel_set"] = (r.get("kernels") or "?").split()[0]
+        if args.emulate != "none" and r["kernel_set"] != QCONV_KERNEL[args.emulate]:
+            raise RuntimeError(f"qconv ran the {r['kernel_set']} kernels, not the requested "
+                               f"{QCONV_KERNEL[args.emulate]} ({r.get('kernels')})")
+        out[r["layer"]] = r
+    return out, cmd
 
 
 def run_qconv(qconv, threads, layers, args, log):
@@ -746,6 +958,59 @@ def f(x, digits=1):
     return "fail" if x is None else f"{x:.{digits}f}"
 
 
+ISA_TEXT = {
+    "avx2": "an AVX2-only CPU (no AVX-512, no VNNI of any kind)",
+    "avx-vnni": "a CPU with AVX2 and AVX-VNNI but no AVX-512",
+    "avx512": "a CPU with AVX-512 (F/CD/BW/DQ/VL) but no VNNI of any kind",
+    "avx512-vnni": "a CPU with AVX-512 and AVX512-VNNI but no AVX-VNNI (Cascade Lake like)",
+}
+
+
+def emulation_lines(env):
+    """The report header's ISA paragraph: emulation mode, qconv's kernels, per-worker checks."""
+    em = env.get("emulation") or {}
+    isa = em.get("emulate", "none")
+    reported = ", ".join(em.get("qconv_kernel_sets_reported") or []) or "?"
+    out = []
+    if isa == "none":
+        out.append(f"ISA: native (no --emulate): the peers dispatch on this CPU's own CPUID "
+                   f"({em.get('host_isa')} class); qconv: its default kernel set (reported: {reported}).")
+    else:
+        note = f"; {em['qconv_kernel_note']}" if em.get("qconv_kernel_note") else ""
+        out.append(f"ISA emulation: --emulate {isa}. Every peer worker enabled the CPUID shim "
+                   f"(tools/golden/cpuidmask.c, mode {em.get('cpuidmask_mode')}) before importing numpy, "
+                   f"torch or onnxruntime, so the peers see {ISA_TEXT[isa]} and run the kernels they would "
+                   f"pick on such a CPU; caches, clocks, memory and core count are still this machine's "
+                   f"({em.get('host_isa')} class). qconv: --kernel {em.get('qconv_kernel_requested')} "
+                   f"(reported: {reported}){note}.")
+    checks = em.get("peer_checks") or []
+    if checks:
+        out.append("")
+        out.append("Checks in each worker (seed = the forum layer: 7 = saturating int16 pairs, 0 = exact):")
+        for c in checks:
+            feats = c.get("cpuid_features") or {}
+            obs = c.get("observed") or {}
+            parts = [f"CPUID ({', '.join(feats)}) = ({', '.join(str(int(v)) for v in feats.values())}) "
+                     f"from {c.get('cpuid_source')}"]
+            if "traps_before_timing" in c:
+                parts[-1] += f", {c['traps_before_timing']} CPUID traps"
+            if "torch_cpu_capability" in obs:
+                parts.append(f"torch capability {obs['torch_cpu_capability']}, VNNI {obs['torch_vnni']}")
+            seeds = [f"{k[5:]} {v}" for k, v in obs.items() if k.startswith("seed_")]
+            parts.append("seed " + ", ".join(seeds))
+            verdict = "ok" if c.get("ok") else "MISMATCH: " + "; ".join(c.get("problems") or [])
+            out.append(f"- {c['peer']}, threads {c['threads']}: {'; '.join(parts)} -- {verdict}")
+    tr = em.get("cpuid_traps_in_timed_calls")
+    if tr is not None:
+        nz = tr.get("nonzero") or []
+        out.append("")
+        out.append(f"CPUID traps inside the peers' timed calls: "
+                   + ("none" if not nz else "; ".join(f"threads {t} {p} {ln}: {n}" for t, p, ln, n in nz))
+                   + f" ({tr.get('measurements')} measurements).")
+    out.append("")
+    return out
+
+
 def render(layers, summary, per_thread, env, args):
     md = args.markdown
     out = []
@@ -755,6 +1020,7 @@ def render(layers, summary, per_thread, env, args):
                f"onnxruntime {env.get('onnxruntime', {}).get('onnxruntime', '?')}; "
                f"{env['machine'].get('qconv_version', 'qconv ?')})")
     out.append("")
+    out += emulation_lines(env)
     out.append("GOPS = 2 x MACs / median time. ratio = qconv GOPS / peer GOPS (> 1: qconv faster). "
                "best(fb,ORT) = the faster of fbgemm and onnxruntime; best(all) adds x86 and qnnpack. "
                f"Median of >= {args.min_runs} runs lasting >= {args.time_ms} ms after warm-up.")
@@ -865,6 +1131,9 @@ def main():
                          "/ flagged (default 0.1)")
     ap.add_argument("--quiet-wait", type=float, default=60,
                     help="max seconds to wait for a quiet machine before each measurement (default 60)")
+    ap.add_argument("--emulate", default="none", choices=EMULATE,
+                    help="ISA the peers are made to see through the CPUID shim (tools/golden/cpuidmask.c), "
+                         "with qconv on the matching --kernel (default none: this CPU as it is)")
     ap.add_argument("--worker-timeout", type=int, default=1800, help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -881,10 +1150,25 @@ def main():
     if not os.path.exists(qconv):
         sys.exit(f"{qconv} not found: build it with `cargo build --release` (or pass --qconv)")
 
+    cm = load_cpuidmask()
+    if args.emulate != "none":
+        try:
+            cm.check_usable(args.emulate)
+        except cm.MaskError as e:
+            sys.exit(f"--emulate {args.emulate}: {e}")
+
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
     env = {"machine": machine_env(qconv), "args": vars(args), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    env["emulation"] = {
+        "emulate": args.emulate,
+        "cpuidmask_mode": cm.ISA_MODES.get(args.emulate),
+        "host_isa": cm.host_isa(cm.cpu_flags()),
+        "qconv_kernel_requested": QCONV_KERNEL.get(args.emulate),  # None: qconv's default
+        "qconv_kernel_note": QCONV_KERNEL_NOTE.get(args.emulate),
+        "peer_checks": [],
+    }
     per_thread, cmds = {}, {}
     for t in threads:
         log(f"threads {t}")
@@ -892,9 +1176,17 @@ def main():
         by_peer = {}
         by_peer["qconv"], cmds[t] = run_qconv(qconv, t, layers, args, log)
         for p in peers:
-            penv, res = run_worker(p, t, layers, args, log)
+            try:
+                penv, res = run_worker(p, t, layers, args, log)
+            except EmulationFailed as e:
+                log(f"\nFATAL: {e}\nThe worker stopped before timing anything (no native kernels were "
+                    "timed under the emulated name). Aborting the run; no tables.")
+                sys.exit(3)
             by_peer[p] = res
             if penv:
+                check = penv.pop("isa_check", None)
+                if check:
+                    env["emulation"]["peer_checks"].append({"peer": p, "threads": t, **check})
                 key = "onnxruntime" if p == "onnxruntime" else "torch"
                 env.setdefault(key, {k: v for k, v in penv.items() if k not in ("quantized_engine", "num_threads")})
                 env.setdefault("engine_checks", []).append(
@@ -902,6 +1194,15 @@ def main():
         per_thread[t] = by_peer
         env["loadavg"][-1]["after"] = loadavg()
     env["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    env["emulation"]["qconv_kernel_sets_reported"] = sorted(
+        {r["kernel_set"] for by_peer in per_thread.values() for r in by_peer["qconv"].values()
+         if "kernel_set" in r})
+    traps = [(t, p, ln, sum((m or {}).get("cpuid_traps", 0) for m in (r, r.get("floor"), r.get("session_run"))))
+             for t, by_peer in per_thread.items() for p, res in by_peer.items() if p != "qconv"
+             for ln, r in res.items() if r and "error" not in r]
+    env["emulation"]["cpuid_traps_in_timed_calls"] = (
+        None if args.emulate == "none" else {"measurements": len(traps),
+                                              "nonzero": [list(x) for x in traps if x[3]]})
     summary = summarize(layers, per_thread)
     text = render(layers, summary, per_thread, env, args)
     print(text)

@@ -1,6 +1,7 @@
-/* Copied from research/ort-scripts/cpuidmask.c for tools/golden/gen_onnx.py, which compiles it at run
- * time (gcc -O2 -shared -fPIC) into a temporary directory and loads it with ctypes before importing
- * onnxruntime. */
+/* Copied from research/ort-scripts/cpuidmask.c. cpuidmask.py (next to this file; used by
+ * tools/golden/gen_onnx.py and tools/bench/peers.py --emulate) compiles it at run time
+ * (gcc -O2 -shared -fPIC) into a temporary directory and loads it with ctypes before numpy, torch or
+ * onnxruntime are imported. */
 /* CPUID-faulting shim: makes CPUID trap (ARCH_SET_CPUID, needs the cpuid_fault
  * CPU flag) and answers it with the real values minus selected ISA feature bits,
  * so that libraries dispatching on CPUID (MLAS) pick lower-ISA kernels.

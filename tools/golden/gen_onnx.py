@@ -46,7 +46,7 @@ ISA selection (``--isa``)
 -------------------------
 ONNX Runtime's MLAS chooses its kernels once, from CPUID, and has no option to
 lower that choice.  This script therefore builds a CPUID-faulting shim
-(``cpuidmask.c`` next to this file; compiled with ``gcc -O2 -shared -fPIC``
+(``cpuidmask.c`` next to this file, loaded by ``cpuidmask.py``; compiled with ``gcc -O2 -shared -fPIC``
 into a temporary directory at run time) and enables it with
 ``arch_prctl(ARCH_SET_CPUID, 0)`` *before* importing numpy, onnx or
 onnxruntime: from then on every CPUID instruction of the process traps and is
@@ -137,17 +137,14 @@ Usage
         --out /work/unseen-onnx/onnx-qlinearconv-saturating-avx2-7002.jsonl.gz
 
 Requires numpy, onnx (1.23.2 was used) and onnxruntime (1.32.0 was used), gcc,
-and this directory's cpuidmask.c.  Does not need any other repository file.
+and this directory's cpuidmask.c and cpuidmask.py.  Does not need any other repository file.
 """
 
 import argparse
-import ctypes
 import gzip
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 GENERATOR = "tools/golden/gen_onnx.py"
@@ -160,20 +157,13 @@ FAMILIES = [
     "convinteger-mixed",
 ]
 
-# --isa -> cpuidmask.c mode, and the CPUID features that must be visible after masking
-ISA_MODES = {
-    "avx2": 1,
-    "avx-vnni": 2,
-    "avx512": 3,
-    "avx512-vnni": 4,
-}
-ISA_FEATURES = {
-    #              avx2  avx512(F,BW,DQ,VL)  avx512_vnni  avx_vnni
-    "avx2":        (True, False, False, False),
-    "avx-vnni":    (True, False, False, True),
-    "avx512":      (True, True, False, False),
-    "avx512-vnni": (True, True, True, False),
-}
+# The CPUID shim's Python side (build, enable, query) lives in cpuidmask.py next to this file,
+# shared with tools/bench/peers.py (--emulate). It imports only the standard library.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpuidmask import (ISA_FEATURES, ISA_MODES, MaskError, cpu_flags, cpuid_features,  # noqa: E402
+                       host_isa, isa_available)
+import cpuidmask  # noqa: E402
+
 SATURATING_ISAS = ("avx2", "avx512")  # u8 x s8 kernels use vpmaddubsw pairs
 
 # ------------------------------------------------------------------------------------------
@@ -181,73 +171,12 @@ SATURATING_ISAS = ("avx2", "avx512")  # u8 x s8 kernels use vpmaddubsw pairs
 # ------------------------------------------------------------------------------------------
 
 
-def cpu_flags():
-    """The flag set of the first CPU in /proc/cpuinfo (empty when unavailable)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def host_isa(flags):
-    """The ISA class ORT's MLAS would pick on this CPU without a mask (for u8 x s8)."""
-    avx512 = {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags
-    if avx512 and "avx512_vnni" in flags:
-        return "avx512-vnni"
-    if avx512:
-        return "avx512"
-    if "avx_vnni" in flags:
-        return "avx-vnni"
-    return "avx2"
-
-
-def isa_available(isa, flags):
-    need = {"avx2", "fma"}
-    if isa == "avx-vnni":
-        need |= {"avx_vnni"}
-    if isa in ("avx512", "avx512-vnni"):
-        need |= {"avx512f", "avx512bw", "avx512dq", "avx512vl"}
-    if isa == "avx512-vnni":
-        need |= {"avx512_vnni"}
-    return need <= flags
-
-
 def build_and_enable_mask(isa):
     """Compile cpuidmask.c into a temporary directory, load it, enable the mode for `isa`."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    src = os.path.join(here, "cpuidmask.c")
-    if not os.path.exists(src):
-        sys.exit(f"gen_onnx: {src} not found (the CPUID shim source must sit next to this script)")
-    with tempfile.TemporaryDirectory(prefix="cpuidmask-") as tmp:
-        so = os.path.join(tmp, "cpuidmask.so")
-        r = subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", so, src],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            sys.exit("gen_onnx: compiling cpuidmask.c failed:\n" + r.stderr)
-        lib = ctypes.CDLL(so)  # stays mapped after the directory is removed
-    lib.cpuidmask_enable.argtypes = [ctypes.c_int]
-    lib.cpuidmask_count.restype = ctypes.c_long
-    lib.cpuidmask_query.argtypes = [ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]
-    rc = lib.cpuidmask_enable(ISA_MODES[isa])
-    if rc != 0:
-        sys.exit(f"gen_onnx: arch_prctl(ARCH_SET_CPUID) failed (rc {rc}); CPUID faulting unavailable")
-    return lib
-
-
-def cpuid_features(lib):
-    """(avx2, avx512 F+BW+DQ+VL, avx512_vnni, avx_vnni) as CPUID reports them now."""
-    q = (ctypes.c_uint32 * 4)()
-    lib.cpuidmask_query(7, 0, q)
-    ebx, ecx = q[1], q[2]
-    lib.cpuidmask_query(7, 1, q)
-    eax1 = q[0]
-    avx2 = bool(ebx >> 5 & 1)
-    avx512 = all(ebx >> b & 1 for b in (16, 17, 30, 31))  # F, DQ, BW, VL
-    return (avx2, avx512, bool(ecx >> 11 & 1), bool(eax1 >> 4 & 1))
+    try:
+        return cpuidmask.build_and_enable(isa)
+    except MaskError as e:
+        sys.exit(f"gen_onnx: {e}")
 
 
 # ------------------------------------------------------------------------------------------
