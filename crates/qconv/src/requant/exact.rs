@@ -574,7 +574,9 @@ mod tests {
             let r = ExactRequantizer::new(0.02, |oc| scales[oc], 0.05, Some(&bias), 40, 7, range);
             for step in [977, 3, 55_555_555] {
                 let accs: Vec<i32> = (0..40)
-                    .map(|i| (i * step - 20 * step).max(i32::MIN / 2 + 1) * 2)
+                    .map(|i: i64| {
+                        ((i - 20) * step).clamp(i32::MIN as i64 / 2, i32::MAX as i64 / 2) as i32 * 2
+                    })
                     .collect();
                 for start in [0, 3] {
                     let mut out = vec![0; 40 - start];
@@ -667,7 +669,7 @@ mod tests {
                                 "{isa}: int32 acc {a} channel {oc}"
                             );
                         }
-                        if range.1 - range.0 <= 255 {
+                        if range.1 as i64 - range.0 as i64 <= 255 {
                             let mut bytes = vec![0u8; chunk.len()];
                             r.requantize_run_f32(isa, chunk, 0, oc, &mut bytes);
                             for (&a, &o) in chunk.iter().zip(&bytes) {
