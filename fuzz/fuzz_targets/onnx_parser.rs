@@ -1,6 +1,7 @@
 //! Fuzzes the ONNX reader end to end: parse the bytes as a model, list its convolution nodes and
-//! build every node's layer (with a placeholder input). Any input must give `Ok` or an error,
-//! never a panic, an overflow or a huge allocation.
+//! build every node's layer (with a placeholder input); and parse the same bytes as a lone
+//! `TensorProto` (an ONNX backend test's `input_N.pb`) and decode it. Any input must give `Ok` or
+//! an error, never a panic, an overflow or a huge allocation.
 
 #![no_main]
 
@@ -8,6 +9,9 @@ use libfuzzer_sys::fuzz_target;
 use qconv::io::onnx::OnnxModel;
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(t) = qconv::io::onnx::proto::parse_tensor_proto("fuzz.pb", data) {
+        let _ = qconv::io::onnx::tensor::decode(&t, &|m| qconv::Error::parse("fuzz.pb", "", m));
+    }
     let Ok(model) = OnnxModel::parse("fuzz.onnx", data) else {
         return;
     };

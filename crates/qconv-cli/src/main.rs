@@ -59,7 +59,7 @@ enum Command {
     Explain(explain::Args),
     /// Predict int16 pair saturation from the weights and the input range, without running it.
     Check(check::Args),
-    /// Check an engine model against golden case files, bit for bit.
+    /// Check an engine model against golden case files or ONNX backend node tests, bit for bit.
     Conformance(conformance::Args),
     /// List the convolution nodes of an ONNX model.
     Layers(layers::Args),

@@ -300,3 +300,96 @@ fn bad_models_and_inputs_are_user_errors() {
         &["--input", "MODEL.onnx#NODE"],
     );
 }
+
+fn backend(test: &str) -> String {
+    repo()
+        .join("tests/data/onnx-backend")
+        .join(test)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn conformance_passes_the_onnx_backend_tests() {
+    let all = backend("");
+    for engine in ["onnx", "onnxruntime"] {
+        let (code, stdout, stderr) = qconv(&["conformance", "--engine", engine, &all]);
+        assert_eq!(code, 0, "{engine}: {stdout}{stderr}");
+        assert_eq!(stdout, "3 passed, 0 failed\n", "{engine}");
+        for isa in ["avx2", "avx512", "avx512-vnni"] {
+            let (code, stdout, _) = qconv(&["conformance", "--engine", engine, "--isa", isa, &all]);
+            assert_eq!(code, 0, "{engine} {isa}");
+            assert_eq!(stdout, "3 passed, 0 failed\n", "{engine} {isa}");
+        }
+    }
+    // --verbose shows every case, and that ONNX Runtime passes one by refusing it.
+    let (code, stdout, _) = qconv(&["conformance", "--engine", "onnxruntime", "-v", &all]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(
+        lines[0].starts_with("PASS test_convinteger_with_padding/test_data_set_0: refused")
+            && lines[0].contains("Non per-tensor quantization is not supported now"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[1],
+        "PASS test_convinteger_without_padding/test_data_set_0"
+    );
+    assert_eq!(lines[2], "PASS test_qlinearconv/test_data_set_0");
+    // One test, by directory or by its model.onnx, mixed with a golden file.
+    let model = format!("{}/model.onnx", backend("test_qlinearconv"));
+    let golden = repo()
+        .join("tests/data/golden/onnx-convinteger-mixed.jsonl.gz")
+        .to_string_lossy()
+        .into_owned();
+    let (code, stdout, _) = qconv(&[
+        "conformance",
+        "--engine",
+        "onnx",
+        &backend("test_convinteger_with_padding"),
+        &model,
+        &golden,
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.ends_with(" passed, 0 failed\n"), "{stdout}");
+    // Every engine: the other engines record nothing in a backend test.
+    let (code, stdout, _) = qconv(&["conformance", &all]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout, "6 passed, 0 failed, 15 skipped\n");
+}
+
+#[test]
+fn conformance_reports_backend_failures_and_bad_tests() {
+    // A wrong expected value: one FAIL line, exit 1.
+    let dir = scratch("backend-fail").join("test_qlinearconv");
+    std::fs::create_dir_all(dir.join("test_data_set_0")).unwrap();
+    let src = Path::new(&backend("test_qlinearconv")).to_path_buf();
+    std::fs::copy(src.join("model.onnx"), dir.join("model.onnx")).unwrap();
+    for i in 0..8 {
+        let f = format!("test_data_set_0/input_{i}.pb");
+        std::fs::copy(src.join(&f), dir.join(&f)).unwrap();
+    }
+    let mut out = std::fs::read(src.join("test_data_set_0/output_0.pb")).unwrap();
+    *out.last_mut().unwrap() = 7;
+    std::fs::write(dir.join("test_data_set_0/output_0.pb"), out).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    let (code, stdout, _) = qconv(&["conformance", "--engine", "onnxruntime", &d]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stdout,
+        "FAIL test_qlinearconv/test_data_set_0: 1 of 49 elements differ; first at [0,0,6,6]: \
+         expected 7, got 8\n0 passed, 1 failed\n"
+    );
+    // A test qconv cannot read: exit 2, one line naming the file.
+    std::fs::remove_file(dir.join("test_data_set_0/input_5.pb")).unwrap();
+    assert_user_error(
+        &["conformance", "--engine", "onnx", &d],
+        &["input_5.pb is missing"],
+    );
+    let empty = scratch("backend-empty");
+    assert_user_error(
+        &["conformance", "--engine", "onnx", &empty.to_string_lossy()],
+        &["backend-empty", "neither an ONNX backend test"],
+    );
+}

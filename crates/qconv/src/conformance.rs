@@ -1,8 +1,21 @@
-//! Conformance: running an engine model on golden cases and comparing with what the real engine
-//! returned.
+//! Conformance: running an engine model on golden cases (or the ONNX project's backend node
+//! tests) and comparing with what the real engine returned.
 
 use crate::engines::{self, EngineKind, RunOptions};
-use crate::io::golden::GoldenCase;
+use crate::error::Result;
+use crate::io::golden::{self, GoldenCase};
+use crate::io::onnx::backend;
+
+/// Reads the cases `path` names: a golden case file (`.json`, `.jsonl`, `.jsonl.gz`), or ONNX
+/// backend node tests (a test directory with `model.onnx` and `test_data_set_N/`, its
+/// `model.onnx`, or a directory of test directories; see [`backend`]).
+pub fn read_cases(path: &str) -> Result<Vec<GoldenCase>> {
+    if backend::is_backend_path(path) {
+        backend::read_cases(path)
+    } else {
+        golden::read_cases(path)
+    }
+}
 
 /// The outcome of one case.
 #[derive(Clone, Debug, PartialEq)]

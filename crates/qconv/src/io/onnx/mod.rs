@@ -13,8 +13,11 @@
 //! For every node it also predicts how ONNX Runtime's CPU provider on x86 runs it
 //! ([`OrtExecution`]): as it is, fused into `QLinearConv`, fused after converting int8
 //! activations to uint8, or not fused at all (a float convolution, which qconv does not model).
+//! [`backend`] reads the ONNX project's backend node tests (a one-node model whose scales, zero
+//! points and weight are graph inputs fed from `.pb` files) as conformance cases.
 //! See `docs/onnx-models.md`.
 
+pub mod backend;
 mod conv;
 pub mod listing;
 pub mod proto;
@@ -24,7 +27,7 @@ pub mod tensor;
 use std::collections::{HashMap, HashSet};
 
 pub use conv::{ConvFormat, ConvNode, NodeInput, OrtExecution};
-use proto::{GraphProto, ModelProto, NodeProto, data_type};
+use proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto, data_type};
 use shape::Shape;
 use tensor::{TensorData, TensorValue};
 
@@ -87,15 +90,56 @@ impl OnnxModel {
                 "missing: the model has no graph",
             )
         })?;
+        let producer = if producer_version.is_empty() {
+            producer_name
+        } else {
+            format!("{producer_name} {producer_version}")
+        };
+        Ok(Self::index(path, ir_version, opset_import, producer, graph))
+    }
+
+    /// The graph inputs fed from outside (not initializers), in graph order: what a test data
+    /// set's `input_N.pb` files bind to.
+    pub fn fed_inputs(&self) -> Vec<&ValueInfoProto> {
+        self.graph
+            .input
+            .iter()
+            .filter(|v| !self.initializer.contains_key(&v.name))
+            .collect()
+    }
+
+    /// This model with `tensors` bound to graph inputs as constants: each tensor becomes an
+    /// initializer named after its input, so that scales, zero points and weights fed at run
+    /// time (as in the ONNX backend tests) resolve like initializers. The caller checks that each
+    /// name is a fed input and that the tensor fits it.
+    pub fn with_bound_inputs(&self, tensors: Vec<(String, TensorProto)>) -> Self {
+        let mut graph = self.graph.clone();
+        for (name, mut t) in tensors {
+            t.name = name;
+            graph.initializer.push(t);
+        }
+        Self::index(
+            &self.path,
+            self.ir_version,
+            self.opsets.clone(),
+            self.producer.clone(),
+            graph,
+        )
+    }
+
+    /// Indexes `graph`.
+    fn index(
+        path: &str,
+        ir_version: Option<i64>,
+        opsets: Vec<(String, i64)>,
+        producer: String,
+        graph: GraphProto,
+    ) -> Self {
         let mut m = OnnxModel {
             path: path.to_string(),
             ir_version,
-            opsets: opset_import,
-            producer: if producer_version.is_empty() {
-                producer_name
-            } else {
-                format!("{producer_name} {producer_version}")
-            },
+            opsets,
+            producer,
             producer_of: HashMap::new(),
             consumers: HashMap::new(),
             initializer: HashMap::new(),
@@ -146,7 +190,7 @@ impl OnnxModel {
             shape::infer(&m.graph, &ints)
         };
         m.shapes = shapes;
-        Ok(m)
+        m
     }
 
     /// An error in this model at `location`.

@@ -217,6 +217,23 @@ pub fn parse_model(path: &str, bytes: &[u8]) -> Result<ModelProto> {
     Ok(model)
 }
 
+/// Parses a serialized `TensorProto` on its own (the `input_N.pb` / `output_N.pb` files of the
+/// ONNX backend tests); `path` names the file in errors.
+pub fn parse_tensor_proto(path: &str, bytes: &[u8]) -> Result<TensorProto> {
+    if bytes.len() as u64 > MAX_MODEL_BYTES {
+        return Err(Error::parse(
+            path,
+            "",
+            format!(
+                "{} bytes: larger than the 2 GiB protobuf limit",
+                bytes.len()
+            ),
+        ));
+    }
+    let ctx = Ctx { path };
+    parse_tensor(&ctx, bytes, 0, "tensor", 1)
+}
+
 /// Where an error is reported.
 struct Ctx<'a> {
     path: &'a str,
