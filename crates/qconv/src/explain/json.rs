@@ -33,7 +33,11 @@ fn detail(c: &Cause) -> Value {
                         .map(|t| {
                             object([
                                 ("k", Value::from(t.k)),
-                                ("input", t.input.map_or(Value::Null, |i| index(i.map(|x| x as usize)))),
+                                (
+                                    "input",
+                                    t.input
+                                        .map_or(Value::Null, |i| index(i.map(|x| x as usize))),
+                                ),
                                 ("weight", index(t.weight.map(|x| x as usize))),
                                 ("activation", Value::from(t.activation)),
                                 ("weight_value", Value::from(t.weight_value)),

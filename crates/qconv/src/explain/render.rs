@@ -185,8 +185,9 @@ fn pair_lines(el: &ElementExplanation, engine: crate::EngineKind, out: &mut Stri
             .taps
             .iter()
             .map(|t| {
-                t.input
-                    .map_or("pad".to_string(), |i| format!("x{}", coords(i.map(|x| x as usize))))
+                t.input.map_or("pad".to_string(), |i| {
+                    format!("x{}", coords(i.map(|x| x as usize)))
+                })
             })
             .collect();
         let weights: Vec<String> = p
