@@ -168,6 +168,8 @@ struct RawOutput {
     scale: Option<f64>,
     zero_point: Option<i64>,
     clamp: Option<[i64; 2]>,
+    /// A TFLite fused activation (`linear`, `relu`, `relu_n1_to_1`, `relu6`).
+    activation: Option<String>,
 }
 
 /// Where a tensor's values come from, resolved to numbers with the file's shape (if any).
@@ -422,6 +424,9 @@ fn build(base: &Path, raw: RawFile) -> Result<LayerFile> {
         output,
         raw.conv.relu.unwrap_or(false),
     )?;
+    if let Some(a) = &raw.output.activation {
+        layer.activation = Some(a.parse().map_err(|e: Error| e.within("output"))?);
+    }
     if let Some(source) = raw.source {
         if let Some(isa) = source.isa {
             layer.recorded_isa = Some(isa.parse().map_err(|e: Error| e.within("source"))?);
