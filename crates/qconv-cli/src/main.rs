@@ -20,15 +20,18 @@ macro_rules! out {
     }};
 }
 
+mod accumulator;
 mod bench;
 mod check;
 mod compare;
 mod compute;
 mod conformance;
 mod explain;
+mod layers;
 mod progress;
 mod report;
 mod run;
+mod vectors;
 
 use std::process::ExitCode;
 
@@ -36,8 +39,9 @@ use clap::{Parser, Subcommand};
 
 /// Exact quantized convolution, and bit-exact models of the engines that compute it.
 ///
-/// LAYER is a TOML layer file (see the README), a golden case file (.json), or one case of a
-/// golden collection (FILE.jsonl#ID or FILE.jsonl.gz#ID).
+/// LAYER is a TOML layer file (see the README), a golden case file (.json), one case of a
+/// golden collection (FILE.jsonl#ID or FILE.jsonl.gz#ID), or a convolution of a TFLite model
+/// (MODEL.tflite#OP_INDEX; see `qconv layers`).
 #[derive(Parser)]
 #[command(name = "qconv", version, about, long_about = None)]
 struct Cli {
@@ -61,6 +65,11 @@ enum Command {
     Conformance(conformance::Args),
     /// Time engines on the standard layer suite (ms and GOPS).
     Bench(bench::Args),
+    /// List a model's operators and which convolutions qconv reads (MODEL.tflite#INDEX).
+    Layers(layers::Args),
+    /// Write test vectors for hardware verification: input, weights, bias, requantization
+    /// parameters, expected output and a manifest.
+    Vectors(vectors::Args),
 }
 
 /// A failure the user can fix (bad input, a refused layer): exit code 2.
@@ -86,6 +95,8 @@ fn main() -> ExitCode {
         Command::Check(args) => check::main(args),
         Command::Conformance(args) => conformance::main(args, &cli.compute),
         Command::Bench(args) => bench::main(args, &cli.compute),
+        Command::Layers(args) => layers::main(args),
+        Command::Vectors(args) => vectors::main(args, &cli.compute),
     };
     match result {
         Ok(code) => code,

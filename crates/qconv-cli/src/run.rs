@@ -18,9 +18,11 @@ use crate::report::{coords, describe_layer, engine_label, isa_origin, parse_engi
 /// (NCHW array) or .json, chosen by the file's extension.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The layer: a TOML layer file, a golden case (.json) or FILE.jsonl[.gz]#ID.
+    /// The layer: a TOML layer file, a golden case (.json), FILE.jsonl[.gz]#ID or
+    /// MODEL.tflite#OP_INDEX.
     layer: String,
-    /// Engine model: exact, float-path, fbgemm, x86, qnnpack.
+    /// Engine model: exact, float-path, fbgemm, x86, qnnpack, onnx, onnxruntime,
+    /// tflite-reference, tflite-reference-single-rounding, tflite.
     #[arg(long, short, default_value = "exact", value_parser = parse_engine)]
     engine: EngineKind,
     /// ISA to model (avx2, avx512, avx512-vnni). Default: the ISA the layer records, else this
@@ -30,6 +32,8 @@ pub struct Args {
     /// Write the output to this .csv, .npy or .json file instead of printing it.
     #[arg(long, short)]
     output: Option<String>,
+    #[command(flatten)]
+    acc: crate::accumulator::AccArgs,
 }
 
 /// Largest output printed in full as a table.
@@ -42,7 +46,8 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
         .map(output::OutputFormat::from_path)
         .transpose()?;
     let loaded = io::load_layer(&args.layer)?;
-    let options = compute.run_options(args.isa);
+    let mut options = compute.run_options(args.isa);
+    args.acc.apply(&mut options)?;
     let out = engines::run(args.engine, &loaded.layer, &options)?;
     for w in &out.warnings {
         eprintln!("warning: {}: {w}", args.engine);

@@ -143,7 +143,13 @@ impl PaddingMode {
 
     /// TFLite's `ComputePaddingHeightWidth` for one spatial dimension: `(before, after)`
     /// padding, or `None` when the (dilated) kernel does not fit a VALID input.
-    pub fn padding(self, input: usize, kernel: usize, stride: usize, dilation: usize) -> Option<(usize, usize)> {
+    pub fn padding(
+        self,
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> Option<(usize, usize)> {
         let effective = (kernel.max(1) - 1) * dilation + 1;
         match self {
             PaddingMode::Valid => (input >= effective).then_some((0, 0)),

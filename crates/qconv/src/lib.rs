@@ -23,6 +23,7 @@ pub mod layer;
 pub mod numerics;
 pub mod quant;
 pub mod requant;
+pub mod vectors;
 
 pub use dtype::DType;
 pub use engines::{EngineKind, EngineOutput, RunOptions};

@@ -10,7 +10,9 @@ use qconv::engines::{EngineKind, RunOptions};
 use qconv::io::golden::{GoldenCase, read_cases};
 
 fn cases_in(dir: &str, prefix: &str) -> Vec<GoldenCase> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(dir);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -63,7 +65,10 @@ fn tflite_matches_every_golden_case_and_refusal() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(passed, 250);
     // Three layers the interpreter refuses (XNNPACK requantization scale >= 256): refused too.
-    let refused = cases.iter().filter(|c| c.errors.contains_key("tflite")).count();
+    let refused = cases
+        .iter()
+        .filter(|c| c.errors.contains_key("tflite"))
+        .count();
     assert_eq!(refused, 3);
 }
 
@@ -116,5 +121,8 @@ fn single_rounding_differs_from_double_rounding_only_on_ties() {
             differing += (a != b) as usize;
         }
     }
-    assert!(differing > 0 && differing * 100 < elements, "{differing} of {elements}");
+    assert!(
+        differing > 0 && differing * 100 < elements,
+        "{differing} of {elements}"
+    );
 }

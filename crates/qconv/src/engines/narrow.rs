@@ -56,7 +56,12 @@ pub struct AccumulatorWidth {
 
 impl fmt::Display for AccumulatorWidth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-bit accumulator ({})", self.bits, self.overflow.name())
+        write!(
+            f,
+            "{}-bit accumulator ({})",
+            self.bits,
+            self.overflow.name()
+        )
     }
 }
 
@@ -133,8 +138,9 @@ pub fn accumulate(layer: &ConvLayer, width: AccumulatorWidth) -> Vec<i64> {
                             }
                             for ic in 0..cg {
                                 let c = group * cg + ic;
-                                let xv = x[((n * c_len + c) * h_len + iy as usize) * w_len
-                                    + ix as usize] as i64;
+                                let xv = x
+                                    [((n * c_len + c) * h_len + iy as usize) * w_len + ix as usize]
+                                    as i64;
                                 let wv = w[((oc * cg + ic) * kh_len + ky) * kw_len + kx] as i64;
                                 acc = width.narrow(acc + (wv - w_zp) * (xv - x_zp));
                             }

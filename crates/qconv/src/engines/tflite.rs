@@ -76,11 +76,13 @@ pub fn requantizer(layer: &ConvLayer) -> Result<Fp32Requantizer> {
 /// The layer's padding mode: the one its source names, else SAME when it pads and VALID when
 /// it does not (TFLite has no other padding).
 pub fn padding_mode(layer: &ConvLayer) -> PaddingMode {
-    layer.padding_mode.unwrap_or(if layer.geometry.padding == Padding::default() {
-        PaddingMode::Valid
-    } else {
-        PaddingMode::Same
-    })
+    layer
+        .padding_mode
+        .unwrap_or(if layer.geometry.padding == Padding::default() {
+            PaddingMode::Valid
+        } else {
+            PaddingMode::Same
+        })
 }
 
 /// A SAME-padded dimension whose TensorFlow padding total is negative, which the XNNPACK of

@@ -147,10 +147,7 @@ pub enum Detail {
         narrowed: i64,
     },
     /// The spatial dimension whose SAME padding total was negative, and that total.
-    SamePaddingUnderflow {
-        dimension: &'static str,
-        total: i64,
-    },
+    SamePaddingUnderflow { dimension: &'static str, total: i64 },
     /// A rounding step from one unclamped integer to another, and why.
     Rounding {
         from: i64,

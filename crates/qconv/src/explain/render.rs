@@ -131,8 +131,7 @@ fn narrative(x: &Explanation, el: &ElementExplanation, e: usize) -> String {
             let _ = write!(
                 out,
                 " Its SAME padding total in {dimension} is {total}, which the engine computes in unsigned arithmetic: the padding wraps around, every tap reads padding, and the accumulator is {} instead of {}.",
-                el.acc[e],
-                el.exact_acc
+                el.acc[e], el.exact_acc
             );
         }
     }

@@ -5,6 +5,7 @@ pub mod golden;
 pub mod layer_file;
 pub mod npy;
 pub mod output;
+pub mod tflite;
 
 use std::collections::BTreeMap;
 
@@ -142,6 +143,13 @@ pub fn load_layer(spec: &str) -> Result<LoadedLayer> {
             errors: BTreeMap::new(),
         });
     }
+    if path.ends_with(".tflite") {
+        return Ok(LoadedLayer {
+            layer: tflite::read_layer(path, id)?,
+            expected: BTreeMap::new(),
+            errors: BTreeMap::new(),
+        });
+    }
     if path.ends_with(".json") || path.ends_with(".jsonl") || path.ends_with(".jsonl.gz") {
         let case = golden::read_case(path, id)?;
         return Ok(LoadedLayer {
@@ -153,6 +161,6 @@ pub fn load_layer(spec: &str) -> Result<LoadedLayer> {
     Err(Error::parse(
         path,
         "",
-        "unknown layer format (expected .toml, .json, .jsonl or .jsonl.gz)",
+        "unknown layer format (expected .toml, .json, .jsonl, .jsonl.gz or .tflite)",
     ))
 }
