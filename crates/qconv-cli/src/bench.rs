@@ -56,12 +56,7 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
     if args.format == "text" {
         outln!(
             "{:<22} {:>12} {:<8} {:>3} {:>10} {:>9}  kernels",
-            "layer",
-            "MACs",
-            "engine",
-            "thr",
-            "ms",
-            "GOPS"
+            "layer", "MACs", "engine", "thr", "ms", "GOPS"
         );
     }
     for l in &layers {

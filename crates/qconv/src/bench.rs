@@ -82,20 +82,13 @@ impl Lcg {
 impl SuiteLayer {
     /// Looks a suite layer up by name.
     pub fn by_name(name: &str) -> Result<SuiteLayer> {
-        SUITE
-            .iter()
-            .copied()
-            .find(|l| l.name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = SUITE.iter().map(|l| l.name).collect();
-                Error::invalid(
-                    "--layers",
-                    format!(
-                        "unknown layer `{name}` (expected one of {})",
-                        names.join(", ")
-                    ),
-                )
-            })
+        SUITE.iter().copied().find(|l| l.name == name).ok_or_else(|| {
+            let names: Vec<&str> = SUITE.iter().map(|l| l.name).collect();
+            Error::invalid(
+                "--layers",
+                format!("unknown layer `{name}` (expected one of {})", names.join(", ")),
+            )
+        })
     }
 
     /// The layer with deterministic data: uint8 activations over the full range (zero point
@@ -108,9 +101,7 @@ impl SuiteLayer {
             .map(|_| (rng.next() % 256) as i32)
             .collect();
         let weight_len = self.out_channels * cg * self.kernel * self.kernel;
-        let weight = (0..weight_len)
-            .map(|_| (rng.next() % 256) as i32 - 128)
-            .collect();
+        let weight = (0..weight_len).map(|_| (rng.next() % 256) as i32 - 128).collect();
         let scales = (0..self.out_channels)
             .map(|oc| (0.002 + 0.0001 * (oc % 7) as f32) as f64)
             .collect();
@@ -144,9 +135,7 @@ impl SuiteLayer {
                 dtype: DType::Uint8,
                 // The accumulator's standard deviation is about 74 * 74 * sqrt(K) (uniform
                 // activations and weights): three of them span the output's 128 steps each side.
-                scale: Some(
-                    0.02 * 0.002 * ((cg * self.kernel * self.kernel) as f64).sqrt() * 128.0,
-                ),
+                scale: Some(0.02 * 0.002 * ((cg * self.kernel * self.kernel) as f64).sqrt() * 128.0),
                 zero_point: 128,
                 clamp: None,
             },
@@ -248,12 +237,7 @@ pub fn time_engine(
     })
 }
 
-fn plan(
-    layer: &ConvLayer,
-    reduction: Reduction,
-    kernel: KernelIsa,
-    threads: usize,
-) -> Result<ConvPlan> {
+fn plan(layer: &ConvLayer, reduction: Reduction, kernel: KernelIsa, threads: usize) -> Result<ConvPlan> {
     ConvPlan::new(layer, reduction, kernel, threads)?.ok_or_else(|| {
         Error::refused(
             "bench",

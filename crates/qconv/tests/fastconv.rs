@@ -74,15 +74,7 @@ fn spec() -> impl Strategy<Value = Spec> {
 /// Layers with one input channel per group (the planar route): depthwise with multipliers,
 /// larger planes (several kernel blocks per channel), strides and dilations up to 3.
 fn planar_spec() -> impl Strategy<Value = Spec> {
-    (
-        spec(),
-        1usize..=40,
-        1usize..=3,
-        [1usize..=40, 1usize..=40],
-        [1usize..=7, 1usize..=7],
-        [1usize..=3, 1usize..=3],
-        [1usize..=3, 1usize..=3],
-    )
+    (spec(), 1usize..=40, 1usize..=3, [1usize..=40, 1usize..=40], [1usize..=7, 1usize..=7], [1usize..=3, 1usize..=3], [1usize..=3, 1usize..=3])
         .prop_map(|(s, groups, ocg, hw, kernel, stride, dilation)| Spec {
             cg: 1,
             groups,
@@ -175,11 +167,7 @@ fn layer(s: &Spec) -> ConvLayer {
 
 fn run_plan(plan: &ConvPlan, layer: &ConvLayer) -> Vec<i32> {
     let mut out = vec![i32::MIN; layer.output_len()];
-    plan.run(
-        &layer.input.data,
-        &mut out,
-        &qconv::fastconv::output::Accumulators,
-    );
+    plan.run(&layer.input.data, &mut out, &qconv::fastconv::output::Accumulators);
     out
 }
 

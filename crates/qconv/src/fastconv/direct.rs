@@ -65,11 +65,7 @@ pub(super) struct DirectPlan {
 impl DirectPlan {
     /// The plan, or `None` when the direct kernels cannot compute `reduction` for this layer
     /// (saturating pairs with an odd number of channels per group).
-    pub(super) fn new(
-        layer: &ConvLayer,
-        reduction: Reduction,
-        kernel: KernelIsa,
-    ) -> Option<DirectPlan> {
+    pub(super) fn new(layer: &ConvLayer, reduction: Reduction, kernel: KernelIsa) -> Option<DirectPlan> {
         let g = layer.geometry;
         let cg = g.group_in_channels();
         let kind = match reduction {
@@ -161,9 +157,7 @@ impl DirectPlan {
                     .map(|oc| {
                         let sum = (0..cg)
                             .flat_map(|c| (0..taps).map(move |t| (c, t)))
-                            .fold(0i32, |s, (c, t)| {
-                                s.wrapping_add(weight_at(oc, c, t) + weight_offset)
-                            });
+                            .fold(0i32, |s, (c, t)| s.wrapping_add(weight_at(oc, c, t) + weight_offset));
                         k_len
                             .wrapping_mul(xz)
                             .wrapping_mul(wz[oc])
@@ -209,13 +203,8 @@ impl DirectPlan {
 
     /// Runs the layer on NCHW `input` into NCHW `out`, one batch item at a time: the
     /// interleaved copy, then tasks of pixel tiles and output-channel tiles in parallel.
-    pub(super) fn run<I, S>(
-        &self,
-        pool: Option<&rayon::ThreadPool>,
-        input: &[I],
-        out: &mut [S::Out],
-        stage: &S,
-    ) where
+    pub(super) fn run<I, S>(&self, pool: Option<&rayon::ThreadPool>, input: &[I], out: &mut [S::Out], stage: &S)
+    where
         I: Copy + Into<i32> + Sync,
         S: OutputStage,
     {
@@ -237,11 +226,7 @@ impl DirectPlan {
                 _ => {
                     let off = self.activation_offset;
                     let copy = self.interleaved_copy(pool, src, |v| (v + off) as u8);
-                    let sums = if self.needs_sums {
-                        self.pixel_sums(&copy)
-                    } else {
-                        Vec::new()
-                    };
+                    let sums = if self.needs_sums { self.pixel_sums(&copy) } else { Vec::new() };
                     self.run_item(pool, threads, Copy8(&copy), &sums, out, stage);
                 }
             }
@@ -249,12 +234,7 @@ impl DirectPlan {
     }
 
     /// The channel-interleaved, phase-split, padded copy of one batch item.
-    fn interleaved_copy<I, T>(
-        &self,
-        pool: Option<&rayon::ThreadPool>,
-        src: &[I],
-        f: impl Fn(i32) -> T + Sync,
-    ) -> Vec<T>
+    fn interleaved_copy<I, T>(&self, pool: Option<&rayon::ThreadPool>, src: &[I], f: impl Fn(i32) -> T + Sync) -> Vec<T>
     where
         I: Copy + Into<i32> + Sync,
         T: Interleaved,
@@ -281,14 +261,7 @@ impl DirectPlan {
                 }
             }
             let rows: Vec<&[T]> = planes.chunks_exact(plane).collect();
-            crate::kernels::with_isa(
-                self.kernel,
-                Interleave {
-                    rows: &rows,
-                    out: &mut dst[..self.width * plane],
-                    isa: self.kernel,
-                },
-            );
+            crate::kernels::with_isa(self.kernel, Interleave { rows: &rows, out: &mut dst[..self.width * plane], isa: self.kernel });
         };
         match pool {
             Some(pool) => pool.install(|| {
@@ -308,12 +281,7 @@ impl DirectPlan {
     }
 
     /// Writes one channel plane into its stride phases (`dst` already holds the padding).
-    fn phase_split<I: Copy + Into<i32>, T: Copy>(
-        &self,
-        src: &[I],
-        dst: &mut [T],
-        f: &impl Fn(i32) -> T,
-    ) {
+    fn phase_split<I: Copy + Into<i32>, T: Copy>(&self, src: &[I], dst: &mut [T], f: &impl Fn(i32) -> T) {
         let g = &self.g;
         let [sh, sw] = g.stride;
         let (hq, wq) = self.sub;
@@ -346,8 +314,7 @@ impl DirectPlan {
         for grp in 0..g.groups {
             plane.fill(0);
             for q in 0..self.slots {
-                let seg =
-                    &copy[(grp * self.slots + q) * self.plane_len * 4..][..self.plane_len * 4];
+                let seg = &copy[(grp * self.slots + q) * self.plane_len * 4..][..self.plane_len * 4];
                 let lanes = (cg - q * 4).min(4);
                 for (s, pixel) in plane.iter_mut().zip(seg.chunks_exact(4)) {
                     *s += pixel[..lanes].iter().map(|&v| v as i32).sum::<i32>();
@@ -379,9 +346,7 @@ impl DirectPlan {
         let pixel_chunks = grid_tiles.min(wanted).max(1);
         let tiles_per_chunk = grid_tiles.div_ceil(pixel_chunks);
         let pixel_chunks = grid_tiles.div_ceil(tiles_per_chunk);
-        let oc_chunks = wanted
-            .div_ceil(pixel_chunks * g.groups)
-            .clamp(1, self.oc_tiles);
+        let oc_chunks = wanted.div_ceil(pixel_chunks * g.groups).clamp(1, self.oc_tiles);
         let octiles_per_chunk = self.oc_tiles.div_ceil(oc_chunks);
         let oc_chunks = self.oc_tiles.div_ceil(octiles_per_chunk);
         // Output index of grid position `p`: the valid pixels before it.
@@ -395,14 +360,8 @@ impl DirectPlan {
                 for u in 0..oc_chunks {
                     tasks.push(DirectTask {
                         grp,
-                        tiles: (
-                            j * tiles_per_chunk,
-                            ((j + 1) * tiles_per_chunk).min(grid_tiles),
-                        ),
-                        oc_tiles: (
-                            u * octiles_per_chunk,
-                            ((u + 1) * octiles_per_chunk).min(self.oc_tiles),
-                        ),
+                        tiles: (j * tiles_per_chunk, ((j + 1) * tiles_per_chunk).min(grid_tiles)),
+                        oc_tiles: (u * octiles_per_chunk, ((u + 1) * octiles_per_chunk).min(self.oc_tiles)),
                         out_start: bounds[j],
                         channels: Vec::new(),
                     });
@@ -418,19 +377,11 @@ impl DirectPlan {
             for j in 0..pixel_chunks {
                 let (piece, tail) = rest.split_at_mut(bounds[j + 1] - bounds[j]);
                 rest = tail;
-                tasks[(j * g.groups + grp) * oc_chunks + u]
-                    .channels
-                    .push(piece);
+                tasks[(j * g.groups + grp) * oc_chunks + u].channels.push(piece);
             }
         }
         let work = |task: &mut DirectTask<S::Out>| {
-            let job = DirectJob {
-                plan: self,
-                copy,
-                sums,
-                task,
-                stage,
-            };
+            let job = DirectJob { plan: self, copy, sums, task, stage };
             crate::kernels::with_isa(self.kernel, job);
         };
         match pool {
@@ -552,8 +503,7 @@ impl<C: CopyRef, S: OutputStage> crate::kernels::VectorTask for DirectJob<'_, '_
             let p0 = tile * tw;
             let valid = tw.min(grid_len - p0);
             for u in task.oc_tiles.0..task.oc_tiles.1 {
-                self.copy
-                    .product(plan, grp, p0, grp * plan.oc_tiles + u, &mut acc);
+                self.copy.product(plan, grp, p0, grp * plan.oc_tiles + u, &mut acc);
                 for m in 0..mr {
                     let local = u * mr + m;
                     if local >= ocg {
@@ -585,13 +535,7 @@ impl<C: CopyRef, S: OutputStage> crate::kernels::VectorTask for DirectJob<'_, '_
                             let n = (end - p).min(ow_len - ow);
                             let at = oh * ow_len + ow - task.out_start;
                             let accs = &row[p - p0..p - p0 + n];
-                            self.stage.run_i32(
-                                plan.kernel,
-                                accs,
-                                acc_offset,
-                                oc,
-                                &mut piece[at..at + n],
-                            );
+                            self.stage.run_i32(plan.kernel, accs, acc_offset, oc, &mut piece[at..at + n]);
                         }
                         p = end;
                     }

@@ -18,8 +18,8 @@
 //! computed by one thread with the same sequence of operations.
 
 mod direct;
-pub mod output;
 mod planar;
+pub mod output;
 
 use std::sync::Arc;
 
@@ -151,11 +151,7 @@ impl ConvPlan {
             None => direct::DirectPlan::new(layer, reduction, kernel),
         };
         if planar.is_some() || direct.is_some() {
-            let family = if planar.is_some() {
-                Family::Planar
-            } else {
-                Family::Direct
-            };
+            let family = if planar.is_some() { Family::Planar } else { Family::Direct };
             return Ok(Some(ConvPlan {
                 g,
                 kernel,
@@ -208,11 +204,7 @@ impl ConvPlan {
         let width = if family == Family::I16 { 2 } else { 4 };
         let runs = RunLayout {
             row_runs,
-            count: if row_runs {
-                g.kernel[0]
-            } else {
-                g.kernel[0] * g.kernel[1]
-            },
+            count: if row_runs { g.kernel[0] } else { g.kernel[0] * g.kernel[1] },
             len: run_len,
             padded: run_len.div_ceil(width) * width,
         };
@@ -341,11 +333,7 @@ impl ConvPlan {
         let g = &self.g;
         let [n_len, oc_len, oh, ow] = g.output_shape();
         let plane = oh * ow;
-        assert_eq!(
-            input.len(),
-            g.input_shape().iter().product::<usize>(),
-            "input length"
-        );
+        assert_eq!(input.len(), g.input_shape().iter().product::<usize>(), "input length");
         assert_eq!(out.len(), n_len * oc_len * plane, "output length");
         if let Some(planar) = &self.planar {
             return planar.run(self.pool.as_deref(), input, out, stage);
@@ -451,11 +439,7 @@ impl ConvPlan {
         InputLayout {
             border: [p.top, p.left, p.bottom, p.right],
             // Row runs read whole pixels; tap runs read each group's channels, padded.
-            segment: if self.runs.row_runs {
-                cg
-            } else {
-                self.runs.padded
-            },
+            segment: if self.runs.row_runs { cg } else { self.runs.padded },
             slack: self.runs.padded,
         }
     }
@@ -526,14 +510,9 @@ impl ConvPlan {
                             &self.b_u8s8[b],
                             &mut c,
                         ),
-                        (Nhwc::I16(x), _) => dispatch_igemm_i16(
-                            self.kernel,
-                            shape,
-                            x,
-                            &offsets,
-                            &self.b_i16[b],
-                            &mut c,
-                        ),
+                        (Nhwc::I16(x), _) => {
+                            dispatch_igemm_i16(self.kernel, shape, x, &offsets, &self.b_i16[b], &mut c)
+                        }
                         _ => unreachable!("the NHWC type follows the family"),
                     }
                     let oc0 = grp * ocg + t * nr;
@@ -679,9 +658,7 @@ fn to_nhwc<I: Copy + Into<i32>, T: Copy + Default>(
             pixel[cg..].fill(T::default());
         }
     }
-    let slots: Vec<usize> = (0..c_len)
-        .map(|c| (c / cg) * layout.segment + c % cg)
-        .collect();
+    let slots: Vec<usize> = (0..c_len).map(|c| (c / cg) * layout.segment + c % cg).collect();
     for n in 0..n_len {
         let src = &input[n * c_len * plane..(n + 1) * c_len * plane];
         for y in 0..h {
@@ -731,8 +708,7 @@ impl<S: OutputStage> crate::kernels::VectorTask for TaskJob<'_, '_, S> {
     fn run(self) {
         if self.plan.indirect {
             let (nhwc, layout, sums) = (self.nhwc, self.layout, self.group_sums);
-            self.plan
-                .run_task_indirect(nhwc, layout, sums, self.task, self.stage)
+            self.plan.run_task_indirect(nhwc, layout, sums, self.task, self.stage)
         } else {
             self.plan.run_task(self.nhwc, self.task, self.stage)
         }

@@ -13,14 +13,7 @@ pub trait OutputValue: Copy + Default + Send + Sync + EstimateOutput {
     /// Stores a tile of `rows` pixels by `cols` channels, `values[m * stride + n]`, transposed:
     /// pixel run `m = 0 .. rows` of channel `n` goes to `channels[n][at .. at + rows]`.
     #[inline(always)]
-    fn store_transposed(
-        values: &[Self],
-        stride: usize,
-        rows: usize,
-        cols: usize,
-        channels: &mut [&mut [Self]],
-        at: usize,
-    ) {
+    fn store_transposed(values: &[Self], stride: usize, rows: usize, cols: usize, channels: &mut [&mut [Self]], at: usize) {
         for (n, channel) in channels.iter_mut().enumerate().take(cols) {
             for (m, slot) in channel[at..at + rows].iter_mut().enumerate() {
                 *slot = values[m * stride + n];
@@ -52,30 +45,19 @@ fn transpose_8x8(w: &mut [u64; 8]) {
 /// [`OutputValue::store_transposed`] for bytes, eight channels at a time through an 8 x 8 byte
 /// transpose.
 #[inline(always)]
-fn store_bytes_transposed(
-    values: &[u8],
-    stride: usize,
-    rows: usize,
-    cols: usize,
-    channels: &mut [&mut [u8]],
-    at: usize,
-) {
+fn store_bytes_transposed(values: &[u8], stride: usize, rows: usize, cols: usize, channels: &mut [&mut [u8]], at: usize) {
     let mut n0 = 0;
     while n0 + 8 <= cols && rows <= 8 {
         let mut w = [0u64; 8];
         for (m, word) in w.iter_mut().enumerate().take(rows) {
-            let row: [u8; 8] = values[m * stride + n0..m * stride + n0 + 8]
-                .try_into()
-                .expect("8 bytes");
+            let row: [u8; 8] = values[m * stride + n0..m * stride + n0 + 8].try_into().expect("8 bytes");
             *word = u64::from_le_bytes(row);
         }
         transpose_8x8(&mut w);
         if rows == 8 {
             // A fixed-size copy: one 8-byte store, not a call to memcpy.
             for (n, word) in w.iter().enumerate() {
-                let dst: &mut [u8; 8] = (&mut channels[n0 + n][at..at + 8])
-                    .try_into()
-                    .expect("8 bytes");
+                let dst: &mut [u8; 8] = (&mut channels[n0 + n][at..at + 8]).try_into().expect("8 bytes");
                 *dst = word.to_le_bytes();
             }
         } else {
@@ -93,22 +75,18 @@ fn store_bytes_transposed(
 }
 
 impl OutputValue for u8 {
+
     #[inline(always)]
-    fn store_transposed(
-        values: &[u8],
-        stride: usize,
-        rows: usize,
-        cols: usize,
-        channels: &mut [&mut [u8]],
-        at: usize,
-    ) {
+    fn store_transposed(values: &[u8], stride: usize, rows: usize, cols: usize, channels: &mut [&mut [u8]], at: usize) {
         store_bytes_transposed(values, stride, rows, cols, channels, at)
     }
 }
 
-impl OutputValue for i8 {}
+impl OutputValue for i8 {
+}
 
-impl OutputValue for i32 {}
+impl OutputValue for i32 {
+}
 
 /// An integer held exactly in a float32 (below 2^24 in magnitude) as int32: adding 1.5 * 2^52
 /// in f64 leaves it, two's complement, in the low 32 bits (a conversion that vectorizes,
@@ -129,14 +107,7 @@ pub trait OutputStage: Sync {
     /// `isa` is the kernel set the plan runs.
     fn run(&self, isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [Self::Out]);
     /// As [`Self::run`], for int32 accumulators `accs[i] + acc_offset` (wrapping).
-    fn run_i32(
-        &self,
-        isa: KernelIsa,
-        accs: &[i32],
-        acc_offset: i32,
-        oc: usize,
-        out: &mut [Self::Out],
-    );
+    fn run_i32(&self, isa: KernelIsa, accs: &[i32], acc_offset: i32, oc: usize, out: &mut [Self::Out]);
 }
 
 /// The accumulators themselves.
@@ -258,8 +229,7 @@ impl<T: OutputValue> OutputStage for ExactRequantized<'_, T> {
         let mut values = [0i32; 64];
         for (j, (accs, out)) in accs.chunks(64).zip(out.chunks_mut(64)).enumerate() {
             let n = accs.len();
-            self.requantizer
-                .requantize_row(accs, oc0 + 64 * j, &mut values[..n]);
+            self.requantizer.requantize_row(accs, oc0 + 64 * j, &mut values[..n]);
             for (o, &v) in out.iter_mut().zip(&values[..n]) {
                 *o = T::from_i32(v);
             }
@@ -276,8 +246,7 @@ impl<T: OutputValue> OutputStage for ExactRequantized<'_, T> {
     #[inline(always)]
     fn run_i32(&self, isa: KernelIsa, accs: &[i32], acc_offset: i32, oc: usize, out: &mut [T]) {
         for (accs, out) in accs.chunks(64).zip(out.chunks_mut(64)) {
-            self.requantizer
-                .requantize_run_f32(isa, accs, acc_offset, oc, out);
+            self.requantizer.requantize_run_f32(isa, accs, acc_offset, oc, out);
         }
     }
 }

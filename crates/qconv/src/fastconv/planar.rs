@@ -62,11 +62,7 @@ impl PlanarPlan {
     }
 
     /// [`Self::new`] with bands sized for `band_values` float32 values.
-    fn with_band_values(
-        layer: &ConvLayer,
-        kernel: KernelIsa,
-        band_values: usize,
-    ) -> Option<PlanarPlan> {
+    fn with_band_values(layer: &ConvLayer, kernel: KernelIsa, band_values: usize) -> Option<PlanarPlan> {
         let g = layer.geometry;
         if g.group_in_channels() != 1 {
             return None;
@@ -129,13 +125,8 @@ impl PlanarPlan {
 
     /// Runs the layer on NCHW `input` into NCHW `out`, one input channel (and its `multiplier`
     /// output channels) per work item.
-    pub(super) fn run<I, S>(
-        &self,
-        pool: Option<&rayon::ThreadPool>,
-        input: &[I],
-        out: &mut [S::Out],
-        stage: &S,
-    ) where
+    pub(super) fn run<I, S>(&self, pool: Option<&rayon::ThreadPool>, input: &[I], out: &mut [S::Out], stage: &S)
+    where
         I: Copy + Into<i32> + Sync,
         S: OutputStage,
     {
@@ -277,11 +268,7 @@ impl<I: Copy + Into<i32>, S: OutputStage> crate::kernels::VectorTask for Channel
         let plan = self.plan;
         let g = &plan.g;
         let (ow_len, wq) = (g.out_w(), plan.sub.1);
-        let Scratch {
-            buffer,
-            grid,
-            values,
-        } = self.scratch;
+        let Scratch { buffer, grid, values } = self.scratch;
         let plane = g.out_h() * ow_len;
         let mut oh0 = 0;
         while oh0 < g.out_h() {
@@ -292,8 +279,7 @@ impl<I: Copy + Into<i32>, S: OutputStage> crate::kernels::VectorTask for Channel
                 let weights = &plan.weights[oc * plan.taps..(oc + 1) * plan.taps];
                 crate::kernels::planar_f32(plan.kernel, buffer, &plan.offsets, weights, grid);
                 let values = &mut values[..rows * wq];
-                self.stage
-                    .run(plan.kernel, &grid[..values.len()], oc, values);
+                self.stage.run(plan.kernel, &grid[..values.len()], oc, values);
                 let out = &mut out[oh0 * ow_len..(oh0 + rows) * ow_len];
                 for (out_row, row) in out.chunks_exact_mut(ow_len).zip(values.chunks(wq)) {
                     out_row.copy_from_slice(&row[..ow_len]);
@@ -314,19 +300,10 @@ mod tests {
     #[test]
     fn bands_of_any_size_match_the_reference() {
         let names = ["mv2_dw3x3s2_96_112", "lenet_5x5_1to6_32", "seed_5x5_1to1"];
-        for suite in crate::bench::SUITE
-            .iter()
-            .filter(|l| names.contains(&l.name))
-        {
+        for suite in crate::bench::SUITE.iter().filter(|l| names.contains(&l.name)) {
             // Depthwise layers cut to 8 channels keep the reference loop quick.
             let layer = if suite.groups > 1 {
-                crate::bench::SuiteLayer {
-                    channels: 8,
-                    out_channels: 8,
-                    groups: 8,
-                    ..*suite
-                }
-                .build()
+                crate::bench::SuiteLayer { channels: 8, out_channels: 8, groups: 8, ..*suite }.build()
             } else {
                 suite.build()
             };
@@ -337,8 +314,7 @@ mod tests {
             let input: Vec<u8> = layer.input.data.iter().map(|&v| v as u8).collect();
             for kernel in KernelIsa::available() {
                 for band_values in [1, 150, 700, BAND_VALUES] {
-                    let plan =
-                        PlanarPlan::with_band_values(&layer, kernel, band_values).expect("planar");
+                    let plan = PlanarPlan::with_band_values(&layer, kernel, band_values).expect("planar");
                     let mut out = vec![i32::MIN; reference.len()];
                     plan.run(None, &input, &mut out, &Accumulators);
                     assert_eq!(out, reference, "{} {kernel} band {band_values}", layer.name);

@@ -20,13 +20,7 @@ pub const PLANAR_BLOCK: usize = 64;
 
 /// Planar convolution of one channel with `isa`'s kernel (see [`scalar::planar_f32`] for what
 /// it computes and when it is exact). `out.len()` must be a multiple of [`PLANAR_BLOCK`].
-pub fn planar_f32(
-    isa: KernelIsa,
-    src: &[f32],
-    offsets: &[usize],
-    weights: &[f32],
-    out: &mut [f32],
-) {
+pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if isa.has_avx2() {
@@ -95,19 +89,8 @@ const SCALAR_DIRECT_TILE: (usize, usize) = (4, 16);
 
 /// Direct u8 x s8 tile (see [`scalar::direct_u8s8`]) with the tile of [`direct_tile`].
 #[inline(always)]
-pub fn direct_u8s8(
-    isa: KernelIsa,
-    pairs: bool,
-    steps: &[usize],
-    b: &[u8],
-    w: &[i8],
-    acc: &mut [i32],
-) {
-    let kind = if pairs {
-        DirectKind::U8S8Pairs
-    } else {
-        DirectKind::U8S8
-    };
+pub fn direct_u8s8(isa: KernelIsa, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32]) {
+    let kind = if pairs { DirectKind::U8S8Pairs } else { DirectKind::U8S8 };
     #[cfg(target_arch = "x86_64")]
     {
         if x86::direct_tile(isa, kind).is_some() {
@@ -189,8 +172,7 @@ impl KernelIsa {
             if avx2 && has!("avxvnni") {
                 out.push(KernelIsa(Level::AvxVnni));
             }
-            let avx512 =
-                has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
+            let avx512 = has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
             if avx2 && avx512 && has!("avx512vnni") {
                 out.push(KernelIsa(Level::Avx512Vnni));
             }

@@ -235,12 +235,7 @@ pub struct F32Estimate {
 /// `+ 1.5 * 2^23`, plus the zero point. Returns the mask of elements too near a tie for the
 /// estimate (bit `i` for element `i`), which the caller recomputes exactly. SIMD kernels compute
 /// the same float32 operations in the same order, so they agree bit for bit.
-pub fn requantize_f32<A: EstimateInput, T: EstimateOutput>(
-    accs: &[A],
-    acc_offset: i32,
-    e: &F32Estimate,
-    out: &mut [T],
-) -> u64 {
+pub fn requantize_f32<A: EstimateInput, T: EstimateOutput>(accs: &[A], acc_offset: i32, e: &F32Estimate, out: &mut [T]) -> u64 {
     const MAGIC: f32 = 12_582_912.0;
     let n = accs.len().min(64);
     let (vlo, vhi) = (e.lo as f32, e.hi as f32);
@@ -262,15 +257,7 @@ pub fn requantize_f32<A: EstimateInput, T: EstimateOutput>(
 /// Direct tile (see `kernels::direct_u8s8`): `acc[m * tw + j] = sum over steps s, i < 4 of
 /// w[(s * mr + m) * 4 + i] * b[steps[s] + 4 j + i]`, in wrapping int32; with `pairs`, each pair
 /// of products (`i = 0, 1` and `i = 2, 3`) is first summed in saturating int16.
-pub fn direct_u8s8(
-    mr: usize,
-    tw: usize,
-    pairs: bool,
-    steps: &[usize],
-    b: &[u8],
-    w: &[i8],
-    acc: &mut [i32],
-) {
+pub fn direct_u8s8(mr: usize, tw: usize, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32]) {
     acc[..mr * tw].fill(0);
     for (s, &offset) in steps.iter().enumerate() {
         let bs = &b[offset..offset + 4 * tw];

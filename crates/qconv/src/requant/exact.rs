@@ -95,8 +95,7 @@ impl ChannelRatio {
         // estimate can be off by, and ties need the exact arithmetic below anyway.
         let x = (acc as i128 + self.int_bias as i128) as f64;
         let v = x * self.scale + self.offset;
-        let margin =
-            ((x * self.scale).abs() + self.offset.abs() + 1.0) * (1.0 / (1u64 << 40) as f64);
+        let margin = ((x * self.scale).abs() + self.offset.abs() + 1.0) * (1.0 / (1u64 << 40) as f64);
         let r = v.round();
         if v.abs() < (1u64 << 50) as f64 && (v - r).abs() < 0.5 - margin {
             return (r as i64).clamp(lo, hi);
@@ -210,10 +209,7 @@ impl ExactRequantizer {
                 ChannelRatio::new(input_scale, weight_scale(oc), output_scale, fb, ib)
             })
             .collect();
-        let (lo, hi) = (
-            range.0 as i64 - zero_point as i64,
-            range.1 as i64 - zero_point as i64,
-        );
+        let (lo, hi) = (range.0 as i64 - zero_point as i64, range.1 as i64 - zero_point as i64);
         let run_estimates = if lo.abs() <= RUN_RANGE && hi.abs() <= RUN_RANGE {
             channels
                 .iter()
@@ -223,8 +219,7 @@ impl ExactRequantizer {
                     let range = lo.abs().max(hi.abs()) as f32;
                     // |p| <= range + |offset| for every element the clamp leaves alone.
                     let allowance = (range + 2.0 * of.abs() + (ib * sc).abs() + 1.0) * RUN_EPS;
-                    let usable =
-                        constant.is_finite() && constant < RUN_RANGE as f32 && allowance < 0.25;
+                    let usable = constant.is_finite() && constant < RUN_RANGE as f32 && allowance < 0.25;
                     F32Estimate {
                         int_bias: ib,
                         scale: sc,
@@ -249,10 +244,7 @@ impl ExactRequantizer {
         ExactRequantizer {
             run_estimates,
             row_columns,
-            int_bias: channels
-                .iter()
-                .map(|c: &ChannelRatio| c.int_bias as f64)
-                .collect(),
+            int_bias: channels.iter().map(|c: &ChannelRatio| c.int_bias as f64).collect(),
             scale: channels.iter().map(|c| c.scale).collect(),
             offset: channels.iter().map(|c| c.offset).collect(),
             channels,
@@ -307,19 +299,13 @@ impl ExactRequantizer {
     ) {
         let n = accs.len().min(out.len()).min(64);
         let unsure = match self.run_estimates.get(oc) {
-            Some(e) => {
-                crate::kernels::requantize_f32(isa, &accs[..n], acc_offset, e, &mut out[..n])
-            }
+            Some(e) => crate::kernels::requantize_f32(isa, &accs[..n], acc_offset, e, &mut out[..n]),
             None => u64::MAX,
         };
         if unsure != 0 {
             for i in 0..n {
                 if unsure >> i & 1 == 1 {
-                    let acc = if A::IS_F32 {
-                        accs[i].to_i64()
-                    } else {
-                        (accs[i].to_i64() as i32).wrapping_add(acc_offset) as i64
-                    };
+                    let acc = if A::IS_F32 { accs[i].to_i64() } else { (accs[i].to_i64() as i32).wrapping_add(acc_offset) as i64 };
                     out[i] = T::from_i32(self.requantize(acc, oc));
                 }
             }
@@ -515,39 +501,14 @@ mod tests {
     #[test]
     fn the_float_estimate_agrees_with_exact_arithmetic() {
         // Scales that put many accumulators on or next to ties.
-        for (si, sw, so) in [
-            (0.5, 1.0, 1.0),
-            (0.1, 0.3, 0.7),
-            (1.0 / 3.0, 3.0, 2.0),
-            (1e-3, 2.5e-3, 1e-5),
-        ] {
-            for bias in [
-                None,
-                Some(Bias::Float32(vec![0.25])),
-                Some(Bias::Int32(vec![7])),
-            ] {
-                let r = ExactRequantizer::new(
-                    si,
-                    |_| sw,
-                    so,
-                    bias.as_ref(),
-                    1,
-                    3,
-                    (i32::MIN, i32::MAX),
-                );
+        for (si, sw, so) in [(0.5, 1.0, 1.0), (0.1, 0.3, 0.7), (1.0 / 3.0, 3.0, 2.0), (1e-3, 2.5e-3, 1e-5)] {
+            for bias in [None, Some(Bias::Float32(vec![0.25])), Some(Bias::Int32(vec![7]))] {
+                let r = ExactRequantizer::new(si, |_| sw, so, bias.as_ref(), 1, 3, (i32::MIN, i32::MAX));
                 let ch = &r.channels[0];
                 for acc in (-20_000i64..20_000).chain([1 << 40, -(1 << 40), i32::MAX as i64]) {
                     let (lo, hi) = (-(1i64 << 45), 1i64 << 45);
-                    assert_eq!(
-                        ch.round_clamped(acc, lo, hi),
-                        ch.round_clamped_exact(acc, lo, hi),
-                        "{acc}"
-                    );
-                    assert_eq!(
-                        ch.round_clamped(acc, -3, 250),
-                        ch.round_clamped_exact(acc, -3, 250),
-                        "{acc}"
-                    );
+                    assert_eq!(ch.round_clamped(acc, lo, hi), ch.round_clamped_exact(acc, lo, hi), "{acc}");
+                    assert_eq!(ch.round_clamped(acc, -3, 250), ch.round_clamped_exact(acc, -3, 250), "{acc}");
                 }
             }
         }
@@ -561,18 +522,12 @@ mod tests {
         for range in [(0, 255), (i32::MIN, i32::MAX)] {
             let r = ExactRequantizer::new(0.02, |oc| scales[oc], 0.05, Some(&bias), 40, 7, range);
             for step in [977, 3, 55_555_555] {
-                let accs: Vec<i32> = (0..40)
-                    .map(|i| (i * step - 20 * step).max(i32::MIN / 2 + 1) * 2)
-                    .collect();
+                let accs: Vec<i32> = (0..40).map(|i| (i * step - 20 * step).max(i32::MIN / 2 + 1) * 2).collect();
                 for start in [0, 3] {
                     let mut out = vec![0; 40 - start];
                     r.requantize_row(&accs[start..], start, &mut out);
                     for (i, &o) in out.iter().enumerate() {
-                        assert_eq!(
-                            o,
-                            r.requantize(accs[start + i] as i64, start + i),
-                            "{range:?} {step}"
-                        );
+                        assert_eq!(o, r.requantize(accs[start + i] as i64, start + i), "{range:?} {step}");
                     }
                 }
             }
@@ -585,38 +540,10 @@ mod tests {
         // (int32 outputs fall back to the exact path), large and tiny scale ratios.
         let cases: [(f64, f64, f64, Option<Bias>, i32, (i32, i32)); 7] = [
             (0.5, 1.0, 1.0, None, 3, (0, 255)),
-            (
-                0.1,
-                0.3,
-                0.7,
-                Some(Bias::Int32(vec![7, -1_000_000])),
-                -5,
-                (-128, 127),
-            ),
-            (
-                1.0 / 3.0,
-                3.0,
-                2.0,
-                Some(Bias::Float32(vec![0.25, -3.5])),
-                0,
-                (0, 255),
-            ),
-            (
-                1e-3,
-                2.5e-3,
-                1e-5,
-                Some(Bias::Int32(vec![i32::MAX, i32::MIN])),
-                128,
-                (0, 255),
-            ),
-            (
-                0.02,
-                0.002,
-                1e-3,
-                Some(Bias::Float32(vec![0.5, -0.5])),
-                128,
-                (128, 255),
-            ),
+            (0.1, 0.3, 0.7, Some(Bias::Int32(vec![7, -1_000_000])), -5, (-128, 127)),
+            (1.0 / 3.0, 3.0, 2.0, Some(Bias::Float32(vec![0.25, -3.5])), 0, (0, 255)),
+            (1e-3, 2.5e-3, 1e-5, Some(Bias::Int32(vec![i32::MAX, i32::MIN])), 128, (0, 255)),
+            (0.02, 0.002, 1e-3, Some(Bias::Float32(vec![0.5, -0.5])), 128, (128, 255)),
             (1.0, 1.0, 1.0, None, 0, (i32::MIN, i32::MAX)),
             (1e30, 1e30, 1e-30, None, 0, (0, 255)),
         ];
@@ -637,26 +564,17 @@ mod tests {
                 for isa in KernelIsa::available() {
                     for chunk in wide.chunks(57) {
                         // Through an offset too: the accumulator is `a - 1000 + 1000`.
-                        let shifted: Vec<i32> =
-                            chunk.iter().map(|&a| a.wrapping_sub(1000)).collect();
+                        let shifted: Vec<i32> = chunk.iter().map(|&a| a.wrapping_sub(1000)).collect();
                         let mut out = vec![0i32; chunk.len()];
                         r.requantize_run_f32(isa, &shifted, 1000, oc, &mut out);
                         for (&a, &o) in chunk.iter().zip(&out) {
-                            assert_eq!(
-                                o,
-                                r.requantize(a as i64, oc),
-                                "{isa}: int32 acc {a} channel {oc}"
-                            );
+                            assert_eq!(o, r.requantize(a as i64, oc), "{isa}: int32 acc {a} channel {oc}");
                         }
                         if range.1 - range.0 <= 255 {
                             let mut bytes = vec![0u8; chunk.len()];
                             r.requantize_run_f32(isa, chunk, 0, oc, &mut bytes);
                             for (&a, &o) in chunk.iter().zip(&bytes) {
-                                assert_eq!(
-                                    o,
-                                    r.requantize(a as i64, oc) as u8,
-                                    "{isa}: int32 acc {a} as bytes"
-                                );
+                                assert_eq!(o, r.requantize(a as i64, oc) as u8, "{isa}: int32 acc {a} as bytes");
                             }
                         }
                     }
@@ -664,11 +582,7 @@ mod tests {
                         let mut out = vec![0i32; chunk.len()];
                         r.requantize_run_f32(isa, chunk, 0, oc, &mut out);
                         for (&a, &o) in chunk.iter().zip(&out) {
-                            assert_eq!(
-                                o,
-                                r.requantize(a as i64, oc),
-                                "{isa}: acc {a} channel {oc} scales {si} {sw} {so}"
-                            );
+                            assert_eq!(o, r.requantize(a as i64, oc), "{isa}: acc {a} channel {oc} scales {si} {sw} {so}");
                         }
                     }
                 }

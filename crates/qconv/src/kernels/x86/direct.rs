@@ -64,11 +64,7 @@ pub unsafe fn u8s8_avxvnni(steps: &[usize], b: *const u8, w: *const i8, acc: *mu
         let mut c = [[_mm256_setzero_si256(); 3]; 4];
         for (s, &offset) in steps.iter().enumerate() {
             let bp = b.add(offset) as *const __m256i;
-            let bv = [
-                _mm256_loadu_si256(bp),
-                _mm256_loadu_si256(bp.add(1)),
-                _mm256_loadu_si256(bp.add(2)),
-            ];
+            let bv = [_mm256_loadu_si256(bp), _mm256_loadu_si256(bp.add(1)), _mm256_loadu_si256(bp.add(2))];
             let wp = w.add(s * 16) as *const i32;
             for (m, row) in c.iter_mut().enumerate() {
                 let wv = _mm256_set1_epi32(wp.add(m).read_unaligned());
@@ -129,11 +125,7 @@ pub unsafe fn i16_avx2(steps: &[usize], b: *const i16, w: *const i16, acc: *mut 
         let mut c = [[_mm256_setzero_si256(); 3]; 4];
         for (s, &offset) in steps.iter().enumerate() {
             let bp = b.add(offset) as *const __m256i;
-            let bv = [
-                _mm256_loadu_si256(bp),
-                _mm256_loadu_si256(bp.add(1)),
-                _mm256_loadu_si256(bp.add(2)),
-            ];
+            let bv = [_mm256_loadu_si256(bp), _mm256_loadu_si256(bp.add(1)), _mm256_loadu_si256(bp.add(2))];
             let wp = w.add(s * 8) as *const i32;
             for (m, row) in c.iter_mut().enumerate() {
                 let wv = _mm256_set1_epi32(wp.add(m).read_unaligned());

@@ -68,24 +68,12 @@ pub fn gemm_i16(isa: KernelIsa, kp: usize, a: &[i16], b: &[i16], c: &mut [i32]) 
 /// Planar convolution (see [`super::scalar::planar_f32`]) with `isa`'s widest float vectors.
 /// Panics unless `isa` has AVX2, `out.len()` is a multiple of [`super::PLANAR_BLOCK`], and every
 /// tap reads inside `src`.
-pub fn planar_f32(
-    isa: KernelIsa,
-    src: &[f32],
-    offsets: &[usize],
-    weights: &[f32],
-    out: &mut [f32],
-) {
+pub fn planar_f32(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32], out: &mut [f32]) {
     assert!(isa.has_avx2(), "an AVX2 kernel set");
     let len = out.len();
-    assert!(
-        len % super::PLANAR_BLOCK == 0,
-        "output not a whole number of blocks"
-    );
+    assert!(len % super::PLANAR_BLOCK == 0, "output not a whole number of blocks");
     assert!(weights.len() >= offsets.len(), "a weight per tap");
-    assert!(
-        offsets.iter().all(|&o| o + len <= src.len()),
-        "tap outside the plane"
-    );
+    assert!(offsets.iter().all(|&o| o + len <= src.len()), "tap outside the plane");
     let (s, o) = (src.as_ptr(), out.as_mut_ptr());
     if isa.is_avx512_vnni() {
         // SAFETY: AVX-512 F detected (KernelIsa); extents and block multiple checked above.
@@ -111,14 +99,7 @@ pub fn direct_tile(isa: KernelIsa, kind: super::DirectKind) -> Option<(usize, us
 }
 
 /// Checks every extent a direct kernel reads and writes.
-fn check_direct(
-    tile: (usize, usize),
-    width: usize,
-    steps: &[usize],
-    b: usize,
-    w: usize,
-    acc: usize,
-) {
+fn check_direct(tile: (usize, usize), width: usize, steps: &[usize], b: usize, w: usize, acc: usize) {
     let (mr, tw) = tile;
     let span = tw * width;
     assert!(steps.iter().all(|&s| s + span <= b), "step outside B");
@@ -128,19 +109,8 @@ fn check_direct(
 
 /// Direct u8 x s8 tile (see [`super::scalar::direct_u8s8`]) with `isa`'s kernel. Panics if
 /// `isa` has none for this kind or an extent is wrong.
-pub fn direct_u8s8(
-    isa: KernelIsa,
-    pairs: bool,
-    steps: &[usize],
-    b: &[u8],
-    w: &[i8],
-    acc: &mut [i32],
-) {
-    let kind = if pairs {
-        super::DirectKind::U8S8Pairs
-    } else {
-        super::DirectKind::U8S8
-    };
+pub fn direct_u8s8(isa: KernelIsa, pairs: bool, steps: &[usize], b: &[u8], w: &[i8], acc: &mut [i32]) {
+    let kind = if pairs { super::DirectKind::U8S8Pairs } else { super::DirectKind::U8S8 };
     let tile = direct_tile(isa, kind).expect("a direct kernel for this kernel set");
     check_direct(tile, 4, steps, b.len(), w.len(), acc.len());
     let (b, w, acc) = (b.as_ptr(), w.as_ptr(), acc.as_mut_ptr());
@@ -226,23 +196,10 @@ pub fn indirect_tile(isa: KernelIsa, u8s8_exact: bool) -> Option<(usize, usize)>
 }
 
 /// Checks the extents an indirect kernel reads: every row start plus `span` values inside `a`.
-fn check_indirect(
-    mr: usize,
-    nr: usize,
-    taps: usize,
-    steps: usize,
-    width: usize,
-    a: usize,
-    offsets: &[usize],
-    b: usize,
-    c: usize,
-) {
+fn check_indirect(mr: usize, nr: usize, taps: usize, steps: usize, width: usize, a: usize, offsets: &[usize], b: usize, c: usize) {
     assert!(offsets.len() >= taps * mr, "offsets too short");
     let span = steps * width;
-    assert!(
-        offsets[..taps * mr].iter().all(|&o| o + span <= a),
-        "row outside A"
-    );
+    assert!(offsets[..taps * mr].iter().all(|&o| o + span <= a), "row outside A");
     assert!(b >= taps * steps * nr * width, "B panel too short");
     assert!(c >= mr * nr, "C tile too short");
 }
@@ -251,16 +208,7 @@ fn check_indirect(
 /// kernel, or with int16 pair saturation on AVX2 when `pairs`. Panics if `isa` has no such
 /// kernel or an extent is wrong.
 #[allow(clippy::too_many_arguments)]
-pub fn igemm_u8s8(
-    isa: KernelIsa,
-    pairs: bool,
-    taps: usize,
-    quads: usize,
-    a: &[u8],
-    offsets: &[usize],
-    b: &[i8],
-    c: &mut [i32],
-) {
+pub fn igemm_u8s8(isa: KernelIsa, pairs: bool, taps: usize, quads: usize, a: &[u8], offsets: &[usize], b: &[i8], c: &mut [i32]) {
     let (mr, nr) = indirect_tile(isa, !pairs).expect("an indirect kernel for this kernel set");
     check_indirect(mr, nr, taps, quads, 4, a.len(), offsets, b.len(), c.len());
     let (a, o, b, c) = (a.as_ptr(), offsets.as_ptr(), b.as_ptr(), c.as_mut_ptr());
@@ -279,28 +227,11 @@ pub fn igemm_u8s8(
 /// Indirect exact i16 x i16 tile product on AVX2. Panics unless `isa` has AVX2 or an extent is
 /// wrong.
 #[allow(clippy::too_many_arguments)]
-pub fn igemm_i16(
-    isa: KernelIsa,
-    taps: usize,
-    pairs: usize,
-    a: &[i16],
-    offsets: &[usize],
-    b: &[i16],
-    c: &mut [i32],
-) {
+pub fn igemm_i16(isa: KernelIsa, taps: usize, pairs: usize, a: &[i16], offsets: &[usize], b: &[i16], c: &mut [i32]) {
     let (mr, nr) = indirect_tile(isa, false).expect("an AVX2 kernel set");
     check_indirect(mr, nr, taps, pairs, 2, a.len(), offsets, b.len(), c.len());
     // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
-    unsafe {
-        avx2::igemm_i16(
-            taps,
-            pairs,
-            a.as_ptr(),
-            offsets.as_ptr(),
-            b.as_ptr(),
-            c.as_mut_ptr(),
-        )
-    }
+    unsafe { avx2::igemm_i16(taps, pairs, a.as_ptr(), offsets.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
 }
 
 /// Runs `task` inside a function compiled for `isa`'s vector extensions, so that the loops

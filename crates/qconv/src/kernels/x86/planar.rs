@@ -12,13 +12,7 @@ use crate::kernels::scalar::{EstimateInput, EstimateOutput, F32Estimate};
 /// The CPU must support AVX2 and FMA. `out` must hold `len` values, `len % 32 == 0`, and
 /// `src` must hold `offsets[t] + len` values for every tap; `weights.len() >= offsets.len()`.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn planar_avx2(
-    src: *const f32,
-    offsets: &[usize],
-    weights: &[f32],
-    out: *mut f32,
-    len: usize,
-) {
+pub unsafe fn planar_avx2(src: *const f32, offsets: &[usize], weights: &[f32], out: *mut f32, len: usize) {
     // SAFETY (whole body): reads src[offsets[t] + j ..][..32] and writes out[j..][..32] for
     // j + 32 <= len, inside the extents the caller guaranteed.
     unsafe {
@@ -43,13 +37,7 @@ pub unsafe fn planar_avx2(
 /// # Safety
 /// The CPU must support AVX-512 F. As [`planar_avx2`] with `len % 64 == 0`.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn planar_avx512(
-    src: *const f32,
-    offsets: &[usize],
-    weights: &[f32],
-    out: *mut f32,
-    len: usize,
-) {
+pub unsafe fn planar_avx512(src: *const f32, offsets: &[usize], weights: &[f32], out: *mut f32, len: usize) {
     // SAFETY (whole body): reads src[offsets[t] + j ..][..64] and writes out[j..][..64] for
     // j + 64 <= len, inside the extents the caller guaranteed.
     unsafe {
@@ -86,11 +74,7 @@ pub unsafe fn requantize_f32_avx512<A: EstimateInput, T: EstimateOutput>(
     const MAGIC: f32 = 12_582_912.0;
     // SAFETY (whole body): masked loads and stores touch only accs[..n] and out[..n].
     unsafe {
-        let (ib, sc, of) = (
-            _mm512_set1_ps(e.int_bias),
-            _mm512_set1_ps(e.scale),
-            _mm512_set1_ps(e.offset),
-        );
+        let (ib, sc, of) = (_mm512_set1_ps(e.int_bias), _mm512_set1_ps(e.scale), _mm512_set1_ps(e.offset));
         let (vlo, vhi) = (_mm512_set1_ps(e.lo as f32), _mm512_set1_ps(e.hi as f32));
         let (thr, magic) = (_mm512_set1_ps(e.threshold), _mm512_set1_ps(MAGIC));
         let bias = _mm512_set1_epi32((MAGIC.to_bits() as i32).wrapping_sub(e.zero_point));
@@ -99,11 +83,7 @@ pub unsafe fn requantize_f32_avx512<A: EstimateInput, T: EstimateOutput>(
         let mut unsure = 0u64;
         let mut i = 0;
         while i < n {
-            let mask: __mmask16 = if n - i >= 16 {
-                0xffff
-            } else {
-                (1u16 << (n - i)) - 1
-            };
+            let mask: __mmask16 = if n - i >= 16 { 0xffff } else { (1u16 << (n - i)) - 1 };
             let a = if A::IS_F32 {
                 _mm512_maskz_loadu_ps(mask, accs.add(i) as *const f32)
             } else {
@@ -114,10 +94,7 @@ pub unsafe fn requantize_f32_avx512<A: EstimateInput, T: EstimateOutput>(
             let v = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(p, of), vlo), vhi);
             let t = _mm512_add_ps(v, magic);
             let r = _mm512_sub_ps(t, magic);
-            let d = _mm512_castsi512_ps(_mm512_and_si512(
-                _mm512_castps_si512(_mm512_sub_ps(v, r)),
-                abs,
-            ));
+            let d = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_sub_ps(v, r)), abs));
             let bad = _mm512_mask_cmp_ps_mask::<_CMP_GE_OQ>(mask, d, thr);
             unsure |= (bad as u64) << i;
             let q = _mm512_sub_epi32(_mm512_castps_si512(t), bias);
@@ -148,11 +125,7 @@ pub unsafe fn requantize_f32_avx2<A: EstimateInput, T: EstimateOutput>(
     // SAFETY (whole body): full vectors touch accs[i..i + 8] and out[i..i + 8] with i + 8 <= n;
     // the tail goes through the scalar definition on the remaining slices.
     unsafe {
-        let (ib, sc, of) = (
-            _mm256_set1_ps(e.int_bias),
-            _mm256_set1_ps(e.scale),
-            _mm256_set1_ps(e.offset),
-        );
+        let (ib, sc, of) = (_mm256_set1_ps(e.int_bias), _mm256_set1_ps(e.scale), _mm256_set1_ps(e.offset));
         let (vlo, vhi) = (_mm256_set1_ps(e.lo as f32), _mm256_set1_ps(e.hi as f32));
         let (thr, magic) = (_mm256_set1_ps(e.threshold), _mm256_set1_ps(MAGIC));
         let bias = _mm256_set1_epi32((MAGIC.to_bits() as i32).wrapping_sub(e.zero_point));
@@ -160,8 +133,7 @@ pub unsafe fn requantize_f32_avx2<A: EstimateInput, T: EstimateOutput>(
         let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
         // Gathers the low byte of each 32-bit lane into the low 4 bytes of each 128-bit half.
         let bytes = _mm256_setr_epi8(
-            0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1,
-            -1, -1, -1, -1, -1, -1, -1, -1, -1,
+            0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
         );
         let mut unsure = 0u64;
         let mut i = 0;
