@@ -191,7 +191,7 @@ def main():
                 x, y = captured[key][xi], captured[key][yi]
                 q = lambda d: d["quantization_parameters"]
                 case = {
-                    "id": f"{name}#{o['index']}-{key}",
+                    "id": f"{os.path.splitext(name)[0]}-op{o['index']}-{key}",
                     "source": {"framework": "tflite", "version": tf.__version__, "isa": isa,
                                "op": o["op_name"], "model": name, "op_index": int(o["index"]),
                                "interpreter": key, "graph": delegated if key == "tflite" else "BUILTIN_REF",
