@@ -265,7 +265,12 @@ fn vectors_round_trip_in_every_format() {
             if !set.manifest["warnings"].as_array().unwrap().is_empty() {
                 // XNNPACK's wrapped-around SAME padding (TFLite 2.21): the vectors are what it
                 // computes, which no formula over the files reproduces; the manifest says so.
-                assert!(set.manifest["route"].as_str().unwrap().contains("wraps around"));
+                assert!(
+                    set.manifest["route"]
+                        .as_str()
+                        .unwrap()
+                        .contains("wraps around")
+                );
                 continue;
             }
             let dir = temp_dir(&format!("{li}-{fi}"));

@@ -22,7 +22,7 @@ use crate::requant::{Fp32Requantizer, Fp32Store, requantize_all};
 fn qs8_quantize(value: f32, scale: f32, zero_point: i32) -> i32 {
     let v = value / scale + zero_point as f32;
     // fmaxf / fminf: infinities clamp; NaN cannot arise from the finite or infinite bounds here.
-    let v = v.max(-128.0).min(127.0);
+    let v = v.clamp(-128.0, 127.0);
     v.round_ties_even() as i32
 }
 
