@@ -247,8 +247,8 @@ pub fn vectors(
             match rounding {
                 FixedPointRounding::Double => {
                     "y = clamp(RDBPOT(SRDHM(acc * 2^max(shift,0), multiplier), max(-shift,0)) + zp, min, max): \
-                     gemmlowp's saturating rounding doubling high multiply then rounding divide by a power \
-                     of two, each rounding half away from zero (TFLite reference); acc includes the bias"
+                     gemmlowp's saturating rounding doubling high multiply (ties toward +inf) then rounding \
+                     divide by a power of two (ties away from zero) (TFLite reference); acc includes the bias"
                 }
                 FixedPointRounding::Single => {
                     "y = clamp(((acc * multiplier + 2^(30 - shift)) >> (31 - shift)) + zp, min, max) in 64 \

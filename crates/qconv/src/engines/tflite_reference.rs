@@ -6,7 +6,7 @@
 //! Requantization is fixed point: per output channel the real multiplier
 //! `f64(s_in) * f64(s_w[oc]) / f64(s_out)` (float32 scales widened to double) is split by
 //! `QuantizeMultiplier` into a Q31 multiplier and a shift, and `MultiplyByQuantizedMultiplier`
-//! applies them with two roundings half away from zero (or, in builds with
+//! applies them with two roundings, a rounding high multiply and a rounding shift (or, in builds with
 //! `TFLITE_SINGLE_ROUNDING`, one rounding half up). Then the output zero point, and the clamp to
 //! the fused activation's range, computed as `zp + round_half_away(bound / s_out)` in float32.
 //! See `docs/numerics/tflite-reference.md`.
@@ -153,7 +153,7 @@ pub fn run(
     let (engine, base) = match rounding {
         FixedPointRounding::Double => (
             EngineKind::TfliteReference,
-            "reference kernels: exact int32, Q31 multiplier and shift, double rounding (half away from zero)",
+            "reference kernels: exact int32, Q31 multiplier and shift, double rounding",
         ),
         FixedPointRounding::Single => (
             EngineKind::TfliteReferenceSingleRounding,

@@ -796,7 +796,7 @@ fn engine_causes(
                     &t,
                     match requant.rounding {
                         FixedPointRounding::Double => {
-                            "(acc + bias) times a Q31 multiplier and a shift: rounding doubling high multiply, then rounding right shift, both half away from zero"
+                            "(acc + bias) times a Q31 multiplier and a shift: rounding doubling high multiply (ties up), then rounding right shift (ties away from zero)"
                         }
                         FixedPointRounding::Single => {
                             "(acc + bias) times a Q31 multiplier, one rounding right shift, half up"

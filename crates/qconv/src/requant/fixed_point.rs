@@ -6,8 +6,8 @@ use super::{RequantTrace, Requantizer};
 /// How `MultiplyByQuantizedMultiplier` rounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FixedPointRounding {
-    /// The default build: a rounding doubling high multiply, then a rounding right shift, each
-    /// rounding half away from zero (two roundings).
+    /// The default build: a rounding doubling high multiply (ties toward +inf), then a rounding
+    /// right shift (ties away from zero): two roundings.
     Double,
     /// `TFLITE_SINGLE_ROUNDING=1`: one 64-bit product, one rounding right shift, half up (toward
     /// +inf).
@@ -53,8 +53,9 @@ fn frexp(x: f64) -> (f64, i32) {
     (fraction, exponent)
 }
 
-/// gemmlowp's `SaturatingRoundingDoublingHighMul`: `round(a * b / 2^31)`, half away from zero,
-/// saturating the one overflowing case `a == b == i32::MIN`.
+/// gemmlowp's `SaturatingRoundingDoublingHighMul`: `a * b / 2^31` rounded to nearest, saturating
+/// the one overflowing case `a == b == i32::MIN`. The nudge (`2^30`, or `1 - 2^30` for a negative
+/// product) and the truncating division put ties toward +inf: 2.5 -> 3, -2.5 -> -2.
 pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {
         return i32::MAX;
@@ -183,10 +184,11 @@ mod tests {
             quantize_multiplier(2f64.powi(40), FixedPointRounding::Single),
             (i32::MAX, 30)
         );
-        for x in [1e-300, 3.5e-310, 0.1, 123.456] {
+        for x in [1e-300, 0.1, 123.456, 2f64.powi(-1074), 3.5e-310] {
             let (f, e) = frexp(x);
             assert!((0.5..1.0).contains(&f), "{x}");
-            assert_eq!(f * 2f64.powi(e), x);
+            // Scale back in two steps so that neither underflows.
+            assert_eq!(f * 2f64.powi(e + 600) * 2f64.powi(-600), x, "{x}");
         }
     }
 
@@ -196,7 +198,10 @@ mod tests {
         let d = FixedPointRounding::Double;
         // 5 * 0.25 = 1.25: the high multiply gives 2.5 -> 3, the shift 1.5 -> 2.
         assert_eq!(multiply_by_quantized_multiplier(5, m, s, d), 2);
-        assert_eq!(multiply_by_quantized_multiplier(-5, m, s, d), -2);
+        // -5 * 0.25: the high multiply's tie -2.5 goes up to -2, the shift gives -1 exactly.
+        assert_eq!(multiply_by_quantized_multiplier(-5, m, s, d), -1);
+        // -7 * 0.25 = -1.75: -3.5 -> -3, then -1.5 -> -2 (away from zero).
+        assert_eq!(multiply_by_quantized_multiplier(-7, m, s, d), -2);
         // Single rounding: 1.25 -> 1, -1.25 -> -1, and ties go up: -6 * 0.25 = -1.5 -> -1.
         let r = FixedPointRounding::Single;
         assert_eq!(multiply_by_quantized_multiplier(5, m, s, r), 1);
@@ -212,7 +217,9 @@ mod tests {
             i32::MAX
         );
         assert_eq!(saturating_rounding_doubling_high_mul(1 << 30, 3), 2); // 1.5 -> 2
-        assert_eq!(saturating_rounding_doubling_high_mul(1 << 30, -3), -2); // -1.5 -> -2
+        assert_eq!(saturating_rounding_doubling_high_mul(1 << 30, -3), -1); // -1.5 -> -1
+        assert_eq!(saturating_rounding_doubling_high_mul(1 << 30, -5), -2); // -2.5 -> -2
+        assert_eq!(saturating_rounding_doubling_high_mul(1 << 29, -5), -1); // -1.25 -> -1
         assert_eq!(rounding_divide_by_pot(5, 1), 3);
         assert_eq!(rounding_divide_by_pot(-5, 1), -3);
         assert_eq!(rounding_divide_by_pot(-4, 1), -2);
