@@ -233,3 +233,48 @@ fn tflite_refuses_what_the_interpreter_refuses() {
     let (code, _, err) = qconv(&["run", case, "--engine", "tflite-reference"]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn layer_files_take_tflite_padding_modes_and_activations() {
+    let (code, out, err) = qconv(&[
+        "run",
+        "examples/tflite-same-relu6.toml",
+        "--engine",
+        "tflite",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("padding [1,1,1,1]"), "{out}");
+    assert!(out.contains("output [1, 3, 3, 3]"), "{out}");
+    let dir = scratch("tflite-layer-files");
+    let text = std::fs::read_to_string(repo().join("examples/tflite-same-relu6.toml")).unwrap();
+    let bad_mode = dir.join("bad-mode.toml");
+    std::fs::write(
+        &bad_mode,
+        text.replace("padding_mode = \"same\"", "padding_mode = \"full\""),
+    )
+    .unwrap();
+    assert_user_error(
+        &["run", &bad_mode.to_string_lossy()],
+        &["bad-mode.toml", "conv.padding_mode", "same or valid"],
+    );
+    let both = dir.join("both.toml");
+    std::fs::write(
+        &both,
+        text.replace("stride = [2, 2]", "stride = [2, 2]\npadding = [1, 1]"),
+    )
+    .unwrap();
+    assert_user_error(
+        &["run", &both.to_string_lossy()],
+        &["both.toml", "not both"],
+    );
+    let bad_act = dir.join("bad-activation.toml");
+    std::fs::write(
+        &bad_act,
+        text.replace("activation = \"relu6\"", "activation = \"gelu\""),
+    )
+    .unwrap();
+    assert_user_error(
+        &["run", &bad_act.to_string_lossy()],
+        &["bad-activation.toml", "output.activation", "gelu"],
+    );
+}
