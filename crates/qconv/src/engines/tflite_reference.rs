@@ -72,12 +72,15 @@ pub(super) fn activation(layer: &ConvLayer) -> Activation {
 }
 
 /// TFLite's `CalculateActivationRangeQuantized`: each finite bound quantized as
-/// `zp + round_half_away(f32(bound / s_out))`, intersected with the int8 range; when the layer
+/// `zp + round_half_away(f32(bound / s_out))`, intersected with the output range; when the layer
 /// names no activation but gives an explicit clamp, that clamp.
 pub fn activation_range(layer: &ConvLayer, output_scale: f32) -> (i32, i32) {
     let zp = layer.output.zero_point;
     let quantize = |v: f32| zp.saturating_add((v / output_scale).round() as i32);
-    let (lo, hi) = (i8::MIN as i32, i8::MAX as i32);
+    let (lo, hi) = (
+        layer.output.dtype.min() as i32,
+        layer.output.dtype.max() as i32,
+    );
     match (layer.activation, layer.output.clamp) {
         (None, Some(_)) => layer.output_range(),
         _ => {
