@@ -93,10 +93,16 @@ fn a_model_operator_is_a_layer_for_run_compare_explain_and_check() {
         out.contains("tflite-reference") && out.contains("tflite"),
         "{out}"
     );
-    // check models the int16-saturating engines; ONNX Runtime takes int8 x int8 exactly.
-    let (code, out, err) = qconv(&["check", &layer, "--engine", "onnxruntime"]);
+    // check models the int16-saturating engines: ONNX Runtime takes an int8 layer without a
+    // fused activation (operator 2, a linear 1x1 convolution), and refuses one with ReLU6.
+    let linear = format!("{MODEL}#2");
+    let (code, out, err) = qconv(&["check", &linear, "--engine", "onnxruntime"]);
     assert!(code == 0 || code == 1, "{out}{err}");
-    assert!(out.contains("tiny_mobilenet_int8.tflite#1"), "{out}");
+    assert!(out.contains("tiny_mobilenet_int8.tflite#2"), "{out}");
+    assert_user_error(
+        &["check", &layer, "--engine", "onnxruntime"],
+        &["onnxruntime refuses", "fused activation"],
+    );
 }
 
 #[test]

@@ -468,7 +468,8 @@ fn build(base: &Path, raw: RawFile) -> Result<LayerFile> {
     layer.padding_mode = padding_mode;
     if let Some(a) = &raw.output.activation {
         layer.activation = Some(a.parse().map_err(|e: Error| e.within("output"))?);
-        if let (None, Some(scale)) = (layer.output.clamp, layer.output.scale) {
+        let named = layer.activation != Some(crate::layer::Activation::None);
+        if let (None, Some(scale), true) = (layer.output.clamp, layer.output.scale, named) {
             // The quantized range TFLite computes, for engines that read `clamp`.
             let (lo, hi) =
                 crate::engines::tflite_reference::activation_range(&layer, scale as f32);

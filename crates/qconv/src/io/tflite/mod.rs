@@ -690,8 +690,8 @@ fn layer_from(path: &str, model: &Model<'_>, index: usize) -> Result<ConvLayer> 
     }
     layer.activation = Some(act);
     layer.padding_mode = Some(opts.padding);
-    // The quantized range TFLite computes for the activation, for engines that read `clamp`.
-    if let Some(scale) = layer.output.scale {
+    // The quantized range TFLite computes for a fused activation, for engines that read `clamp`.
+    if let (Some(scale), false) = (layer.output.scale, act == Activation::None) {
         let (lo, hi) = crate::engines::tflite_reference::activation_range(&layer, scale as f32);
         layer.output.clamp = Some([lo, hi]);
     }
