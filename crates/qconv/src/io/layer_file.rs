@@ -471,8 +471,7 @@ fn build(base: &Path, raw: RawFile) -> Result<LayerFile> {
         let named = layer.activation != Some(crate::layer::Activation::None);
         if let (None, Some(scale), true) = (layer.output.clamp, layer.output.scale, named) {
             // The quantized range TFLite computes, for engines that read `clamp`.
-            let (lo, hi) =
-                crate::engines::tflite_reference::activation_range(&layer, scale as f32);
+            let (lo, hi) = crate::engines::tflite_reference::activation_range(&layer, scale as f32);
             layer.output.clamp = Some([lo, hi]);
         }
     }
