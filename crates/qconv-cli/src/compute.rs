@@ -29,6 +29,7 @@ impl ComputeArgs {
             threads: self.threads,
             kernel: self.kernel,
             reference: false,
+            accumulator: None,
         }
     }
 }

@@ -18,7 +18,9 @@ use crate::report::{describe_layer, isa_origin, parse_engine, parse_isa, print_l
 /// the causes: `pair-saturation` (which tap pairs, their products, the amount clipped) and the
 /// rounding causes (`requant-rounding`, `bias-rounding`, `float-accumulation`,
 /// `weight-quantization`, `input-quantization`, `output-clamp`), each with the integers it takes
-/// the result from and to. The causes add up exactly: see docs/explain.md.
+/// the result from and to; `accumulator-overflow` when --acc-bits models a narrow accumulator,
+/// `same-padding-underflow` for TFLite 2.21's XNNPACK. The causes add up exactly: see
+/// docs/explain.md.
 #[derive(clap::Args)]
 pub struct Args {
     /// The layer: a TOML layer file, a golden case (.json), FILE.jsonl[.gz]#ID or MODEL.onnx#NODE.
@@ -27,8 +29,9 @@ pub struct Args {
     /// type.
     #[arg(long, value_name = "FILE.npy")]
     input: Option<String>,
-    /// The two engines to explain, comma-separated. Default: float-path and fbgemm; for layers
-    /// PyTorch refuses (ONNX, TFLite), exact and the first saturating engine that accepts it.
+    /// The two engines to explain, comma-separated. Default: float-path and fbgemm; for TFLite
+    /// layers, tflite-reference and tflite; with --acc-bits, exact and tflite-reference; for
+    /// other layers PyTorch refuses (ONNX), exact and the first saturating engine that accepts it.
     #[arg(long, value_delimiter = ',', value_parser = parse_engine)]
     engines: Vec<EngineKind>,
     /// ISA to model for ISA-dependent engines. Default: the ISA the layer records, else this
@@ -47,16 +50,31 @@ pub struct Args {
     /// Show at most this many rows in the text and HTML tables (JSON always has every element).
     #[arg(long)]
     limit: Option<usize>,
+    #[command(flatten)]
+    acc: crate::accumulator::AccArgs,
 }
 
 /// The runs of the default engines: float-path and fbgemm when PyTorch takes the layer; else
 /// exact and the first ISA-dependent engine that accepts it. Each engine runs once.
 fn default_runs(loaded: &io::LoadedLayer, options: &RunOptions) -> Result<Vec<EngineOutput>> {
+    let layer = &loaded.layer;
     let run = |e: EngineKind| loaded.run(e, options);
+    // A narrow accumulator: what it does to TFLite's reference kernels, against the exact result.
+    if options.accumulator.is_some()
+        && let Ok(reference) = run(EngineKind::TfliteReference)
+    {
+        return Ok(vec![run(EngineKind::Exact)?, reference]);
+    }
     if let Ok(float_path) = run(EngineKind::FloatPath)
         && let Ok(fbgemm) = run(EngineKind::Fbgemm)
     {
         return Ok(vec![float_path, fbgemm]);
+    }
+    // TFLite layers: the reference kernels against the interpreter's default (XNNPACK).
+    if layer.activation.is_some() {
+        if let (Ok(a), Ok(b)) = (run(EngineKind::TfliteReference), run(EngineKind::Tflite)) {
+            return Ok(vec![a, b]);
+        }
     }
     for e in EngineKind::ALL.into_iter().filter(|e| e.depends_on_isa()) {
         if let Ok(out) = run(e) {
@@ -79,7 +97,8 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
         io::InputPolicy::Required,
     )?;
     let layer = &loaded.layer;
-    let options = compute.run_options(args.isa);
+    let mut options = compute.run_options(args.isa);
+    args.acc.apply(&mut options)?;
     let outputs = match args.engines.as_slice() {
         [] => default_runs(&loaded, &options)?,
         [a, b] if a != b => vec![loaded.run(*a, &options)?, loaded.run(*b, &options)?],

@@ -20,6 +20,7 @@ macro_rules! out {
     }};
 }
 
+mod accumulator;
 mod bench;
 mod check;
 mod compare;
@@ -30,6 +31,7 @@ mod layers;
 mod progress;
 mod report;
 mod run;
+mod vectors;
 
 use std::process::ExitCode;
 
@@ -38,8 +40,9 @@ use clap::{Parser, Subcommand};
 /// Exact quantized convolution, and bit-exact models of the engines that compute it.
 ///
 /// LAYER is a TOML layer file (see the README), a golden case file (.json), one case of a
-/// golden collection (FILE.jsonl#ID or FILE.jsonl.gz#ID), or a convolution node of an ONNX model
-/// (MODEL.onnx#NODE, a node name or index; its input tensor from --input FILE.npy).
+/// golden collection (FILE.jsonl#ID or FILE.jsonl.gz#ID), a convolution node of an ONNX model
+/// (MODEL.onnx#NODE, a node name or index; its input tensor from --input FILE.npy), or a
+/// convolution of a TFLite model (MODEL.tflite#OP_INDEX); see `qconv layers`.
 #[derive(Parser)]
 #[command(name = "qconv", version, about, long_about = None)]
 struct Cli {
@@ -61,10 +64,13 @@ enum Command {
     Check(check::Args),
     /// Check an engine model against golden case files or ONNX backend node tests, bit for bit.
     Conformance(conformance::Args),
-    /// List the convolution nodes of an ONNX model.
+    /// List the convolutions of an ONNX or TFLite model (the LAYER argument of each).
     Layers(layers::Args),
     /// Time engines on the standard layer suite (ms and GOPS).
     Bench(bench::Args),
+    /// Write test vectors for hardware verification: input, weights, bias, requantization
+    /// parameters, expected output and a manifest.
+    Vectors(vectors::Args),
 }
 
 /// A failure the user can fix (bad input, a refused layer): exit code 2.
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
         Command::Conformance(args) => conformance::main(args, &cli.compute),
         Command::Layers(args) => layers::main(args),
         Command::Bench(args) => bench::main(args, &cli.compute),
+        Command::Vectors(args) => vectors::main(args, &cli.compute),
     };
     match result {
         Ok(code) => code,

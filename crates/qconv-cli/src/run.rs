@@ -18,13 +18,15 @@ use crate::report::{coords, engine_label, isa_origin, parse_engine, parse_isa, p
 /// (NCHW array) or .json, chosen by the file's extension.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The layer: a TOML layer file, a golden case (.json), FILE.jsonl[.gz]#ID or MODEL.onnx#NODE.
+    /// The layer: a TOML layer file, a golden case (.json), FILE.jsonl[.gz]#ID, MODEL.onnx#NODE
+    /// or MODEL.tflite#OP_INDEX.
     layer: String,
     /// The input tensor of an ONNX node (MODEL.onnx#NODE): an .npy file, NCHW, in the model's
     /// type.
     #[arg(long, value_name = "FILE.npy")]
     input: Option<String>,
-    /// Engine model: exact, float-path, fbgemm, x86, qnnpack, onnx, onnxruntime.
+    /// Engine model: exact, float-path, fbgemm, x86, qnnpack, onnx, onnxruntime,
+    /// tflite-reference, tflite-reference-single-rounding, tflite.
     #[arg(long, short, default_value = "exact", value_parser = parse_engine)]
     engine: EngineKind,
     /// ISA to model (avx2, avx512, avx512-vnni). Default: the ISA the layer records, else this
@@ -34,6 +36,8 @@ pub struct Args {
     /// Write the output to this .csv, .npy or .json file instead of printing it.
     #[arg(long, short)]
     output: Option<String>,
+    #[command(flatten)]
+    acc: crate::accumulator::AccArgs,
 }
 
 /// Largest output printed in full as a table.
@@ -50,7 +54,8 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
         args.input.as_deref(),
         io::InputPolicy::Required,
     )?;
-    let options = compute.run_options(args.isa);
+    let mut options = compute.run_options(args.isa);
+    args.acc.apply(&mut options)?;
     let out = loaded.run(args.engine, &options)?;
     for w in &out.warnings {
         eprintln!("warning: {}: {w}", args.engine);

@@ -114,6 +114,105 @@ pub struct ConvLayer {
     /// The ISA the layer's reference numbers were observed on, when recorded (a golden case's
     /// `source.isa`, a layer file's `source.isa`). Engines default to it before the host's.
     pub recorded_isa: Option<Isa>,
+    /// The fused activation a TFLite layer names (`None` when the source names none). TFLite
+    /// engines derive their output range from it as their runtime does; the other engines use
+    /// `output.clamp` and `relu`.
+    pub activation: Option<Activation>,
+    /// The padding mode a TFLite layer names (`SAME` / `VALID`), when the source records it;
+    /// `padding` holds the explicit amounts either way.
+    pub padding_mode: Option<PaddingMode>,
+}
+
+/// TFLite's padding modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PaddingMode {
+    /// Output size `ceil(in / stride)`; the padding needed for it, the odd pixel at the end.
+    Same,
+    /// No padding; output size `ceil((in - effective_kernel + 1) / stride)`.
+    Valid,
+}
+
+impl PaddingMode {
+    /// The name in layer files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PaddingMode::Same => "same",
+            PaddingMode::Valid => "valid",
+        }
+    }
+
+    /// TFLite's `ComputePaddingHeightWidth` for one spatial dimension: `(before, after)`
+    /// padding, or `None` when the (dilated) kernel does not fit a VALID input.
+    pub fn padding(
+        self,
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> Option<(usize, usize)> {
+        let effective = (kernel.max(1) - 1) * dilation + 1;
+        match self {
+            PaddingMode::Valid => (input >= effective).then_some((0, 0)),
+            PaddingMode::Same => {
+                let out = input.div_ceil(stride.max(1));
+                let total = ((out.max(1) - 1) * stride + effective).saturating_sub(input);
+                Some((total / 2, total - total / 2))
+            }
+        }
+    }
+}
+
+/// A TFLite fused activation (`ActivationFunctionType` of the schema, the kinds a quantized conv
+/// can carry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// `NONE` (`linear`).
+    None,
+    /// `RELU`: real range `[0, inf)`.
+    Relu,
+    /// `RELU_N1_TO_1`: real range `[-1, 1]`.
+    ReluN1To1,
+    /// `RELU6`: real range `[0, 6]`.
+    Relu6,
+}
+
+impl Activation {
+    /// The name in golden cases and layer files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::None => "linear",
+            Activation::Relu => "relu",
+            Activation::ReluN1To1 => "relu_n1_to_1",
+            Activation::Relu6 => "relu6",
+        }
+    }
+
+    /// The real bounds of the activation (`None` = unbounded on that side).
+    pub fn real_bounds(self) -> (Option<f32>, Option<f32>) {
+        match self {
+            Activation::None => (None, None),
+            Activation::Relu => (Some(0.0), None),
+            Activation::ReluN1To1 => (Some(-1.0), Some(1.0)),
+            Activation::Relu6 => (Some(0.0), Some(6.0)),
+        }
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "linear" | "none" => Ok(Activation::None),
+            "relu" => Ok(Activation::Relu),
+            "relu_n1_to_1" | "relu1" => Ok(Activation::ReluN1To1),
+            "relu6" => Ok(Activation::Relu6),
+            _ => Err(Error::invalid(
+                "activation",
+                format!("unknown activation `{s}` (expected linear, relu, relu_n1_to_1 or relu6)"),
+            )),
+        }
+    }
 }
 
 impl ConvLayer {
@@ -298,6 +397,8 @@ impl ConvLayer {
             output,
             relu,
             recorded_isa: None,
+            activation: None,
+            padding_mode: None,
         })
     }
 

@@ -25,6 +25,7 @@ pub mod model_check;
 pub mod numerics;
 pub mod quant;
 pub mod requant;
+pub mod vectors;
 
 pub use dtype::DType;
 pub use engines::{EngineKind, EngineOutput, RunOptions};

@@ -285,6 +285,7 @@ fn check_every_engine(layer: &ConvLayer) -> Result<usize, TestCaseError> {
                         threads: Some(threads),
                         kernel: Some(kernel),
                         reference: false,
+                        accumulator: None,
                     };
                     let what = format!("{} {engine} on {isa}, {kernel} x{threads}", layer.name);
                     assert_same(&engines::run(engine, layer, &options), &expected, &what)?;

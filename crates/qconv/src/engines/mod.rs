@@ -8,11 +8,14 @@
 pub mod exact;
 pub mod fbgemm;
 pub mod float_path;
+pub mod narrow;
 pub mod onednn;
 pub mod onnx;
 pub mod onnxruntime;
 mod pytorch;
 pub mod qnnpack;
+pub mod tflite;
+pub mod tflite_reference;
 pub mod x86;
 
 use std::fmt;
@@ -25,6 +28,7 @@ use crate::fastconv::{ConvPlan, Reduction};
 use crate::isa::Isa;
 use crate::kernels::KernelIsa;
 use crate::layer::ConvLayer;
+use crate::requant::FixedPointRounding;
 
 /// The engines qconv models.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,11 +48,17 @@ pub enum EngineKind {
     Onnx,
     /// ONNX Runtime's CPU execution provider.
     OnnxRuntime,
+    /// TFLite's reference int8 kernels (fixed point, double rounding).
+    TfliteReference,
+    /// TFLite's reference int8 kernels built with `TFLITE_SINGLE_ROUNDING`.
+    TfliteReferenceSingleRounding,
+    /// The TFLite interpreter's default kernels (the XNNPACK delegate).
+    Tflite,
 }
 
 impl EngineKind {
     /// Every engine, in report order.
-    pub const ALL: [EngineKind; 7] = [
+    pub const ALL: [EngineKind; 10] = [
         EngineKind::Exact,
         EngineKind::FloatPath,
         EngineKind::Fbgemm,
@@ -56,6 +66,9 @@ impl EngineKind {
         EngineKind::Qnnpack,
         EngineKind::Onnx,
         EngineKind::OnnxRuntime,
+        EngineKind::TfliteReference,
+        EngineKind::TfliteReferenceSingleRounding,
+        EngineKind::Tflite,
     ];
 
     /// The engine's name on the command line.
@@ -68,6 +81,9 @@ impl EngineKind {
             EngineKind::Qnnpack => "qnnpack",
             EngineKind::Onnx => "onnx",
             EngineKind::OnnxRuntime => "onnxruntime",
+            EngineKind::TfliteReference => "tflite-reference",
+            EngineKind::TfliteReferenceSingleRounding => "tflite-reference-single-rounding",
+            EngineKind::Tflite => "tflite",
         }
     }
 
@@ -76,8 +92,21 @@ impl EngineKind {
         match self {
             EngineKind::FloatPath => "float_path",
             EngineKind::Onnx => "onnx_reference",
+            EngineKind::TfliteReference => "tflite_reference",
+            EngineKind::TfliteReferenceSingleRounding => "tflite_reference_single_rounding",
             other => other.name(),
         }
+    }
+
+    /// Whether the engine models an accumulator narrower than 32 bits when
+    /// [`RunOptions::accumulator`] asks for one.
+    pub fn models_accumulator_width(self) -> bool {
+        matches!(
+            self,
+            EngineKind::TfliteReference
+                | EngineKind::TfliteReferenceSingleRounding
+                | EngineKind::Tflite
+        )
     }
 
     /// Whether the engine's integers depend on the modelled ISA.
@@ -134,6 +163,10 @@ pub struct RunOptions {
     /// Compute every accumulator with the plain reference loop, never the fast kernels (to test
     /// the fast path against it).
     pub reference: bool,
+    /// Model an accumulator of this width instead of the engine's own (TFLite engines only, see
+    /// [`EngineKind::models_accumulator_width`]; the exact engine ignores it, every other engine
+    /// refuses it). Unlike the options above, this changes the results.
+    pub accumulator: Option<narrow::AccumulatorWidth>,
 }
 
 /// Layers with fewer multiply-accumulates than this run on one thread unless `threads` says
@@ -255,6 +288,17 @@ pub fn check_onnx_layer(engine: &str, layer: &ConvLayer) -> Result<()> {
 /// Runs engine `kind` on `layer`.
 pub fn run(kind: EngineKind, layer: &ConvLayer, options: &RunOptions) -> Result<EngineOutput> {
     options.validate()?;
+    if let Some(w) = options.accumulator {
+        if !kind.models_accumulator_width() && kind != EngineKind::Exact {
+            return Err(Error::invalid(
+                "acc-bits",
+                format!(
+                    "engine {kind} does not model a {w}; the TFLite engines (tflite-reference, \
+                     tflite-reference-single-rounding, tflite) do"
+                ),
+            ));
+        }
+    }
     let isa = options.resolve_isa(layer);
     match kind {
         EngineKind::Exact => exact::run(layer, options),
@@ -264,5 +308,12 @@ pub fn run(kind: EngineKind, layer: &ConvLayer, options: &RunOptions) -> Result<
         EngineKind::Qnnpack => qnnpack::run(layer, options),
         EngineKind::Onnx => onnx::run(layer, options),
         EngineKind::OnnxRuntime => onnxruntime::run(layer, isa, options),
+        EngineKind::TfliteReference => {
+            tflite_reference::run(layer, options, FixedPointRounding::Double)
+        }
+        EngineKind::TfliteReferenceSingleRounding => {
+            tflite_reference::run(layer, options, FixedPointRounding::Single)
+        }
+        EngineKind::Tflite => tflite::run(layer, options),
     }
 }

@@ -51,6 +51,20 @@ fn detail(c: &Cause) -> Value {
             ("saturated", Value::from(p.saturated)),
         ]),
         Detail::Int32Wrap { unwrapped } => object([("unwrapped", Value::from(*unwrapped))]),
+        Detail::AccumulatorOverflow {
+            width,
+            exact,
+            narrowed,
+        } => object([
+            ("bits", Value::from(width.bits)),
+            ("overflow", Value::from(width.overflow.name())),
+            ("exact", Value::from(*exact)),
+            ("narrowed", Value::from(*narrowed)),
+        ]),
+        Detail::SamePaddingUnderflow { dimension, total } => object([
+            ("dimension", Value::from(*dimension)),
+            ("total", Value::from(*total)),
+        ]),
         Detail::Rounding { from, to, evidence } => {
             let mut m = Map::new();
             m.insert("from".into(), Value::from(*from));

@@ -30,13 +30,13 @@ use serde_json::Value;
 use crate::accumulate::{gather_row, pack_weight_rows, saturated_pairs_in_rows};
 use crate::engines::{
     self, Accumulators, EngineKind, EngineOutput, RunOptions, exact, fbgemm, float_path, onednn,
-    onnx, onnxruntime, qnnpack, x86,
+    onnx, onnxruntime, qnnpack, tflite, tflite_reference, x86,
 };
 use crate::error::Result;
 use crate::geometry::ReductionOrder;
 use crate::isa::Isa;
 use crate::layer::{Bias, ConvLayer};
-use crate::requant::{ExactRequantizer, RequantTrace, Requantizer};
+use crate::requant::{ExactRequantizer, FixedPointRounding, RequantTrace, Requantizer};
 
 /// What moved an engine's integer away from the exact one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,11 +58,15 @@ pub enum CauseKind {
     OutputClamp,
     /// The engine's int32 accumulator wrapped around modulo 2^32.
     Int32Wrap,
+    /// A modelled accumulator narrower than 32 bits (`--acc-bits`) saturated or wrapped.
+    AccumulatorOverflow,
+    /// The engine's SAME padding wrapped around (TFLite 2.21's XNNPACK): every tap read padding.
+    SamePaddingUnderflow,
 }
 
 impl CauseKind {
     /// Every kind, in chain order.
-    pub const ALL: [CauseKind; 8] = [
+    pub const ALL: [CauseKind; 10] = [
         CauseKind::PairSaturation,
         CauseKind::WeightQuantization,
         CauseKind::InputQuantization,
@@ -71,6 +75,8 @@ impl CauseKind {
         CauseKind::RequantRounding,
         CauseKind::OutputClamp,
         CauseKind::Int32Wrap,
+        CauseKind::AccumulatorOverflow,
+        CauseKind::SamePaddingUnderflow,
     ];
 
     /// The kind's name in reports and JSON.
@@ -84,13 +90,21 @@ impl CauseKind {
             CauseKind::RequantRounding => "requant-rounding",
             CauseKind::OutputClamp => "output-clamp",
             CauseKind::Int32Wrap => "int32-wrap",
+            CauseKind::AccumulatorOverflow => "accumulator-overflow",
+            CauseKind::SamePaddingUnderflow => "same-padding-underflow",
         }
     }
 
     /// Whether the cause acts on the rounding step (it then has `acc_delta == 0` and `from` /
     /// `to` in its detail) rather than on the accumulator.
     pub fn is_rounding(self) -> bool {
-        !matches!(self, CauseKind::PairSaturation | CauseKind::Int32Wrap)
+        !matches!(
+            self,
+            CauseKind::PairSaturation
+                | CauseKind::Int32Wrap
+                | CauseKind::AccumulatorOverflow
+                | CauseKind::SamePaddingUnderflow
+        )
     }
 }
 
@@ -110,7 +124,10 @@ impl Cause {
     pub fn step(&self) -> Option<(i64, i64)> {
         match &self.detail {
             Detail::Rounding { from, to, .. } => Some((*from, *to)),
-            Detail::PairSaturation(_) | Detail::Int32Wrap { .. } => None,
+            Detail::PairSaturation(_)
+            | Detail::Int32Wrap { .. }
+            | Detail::AccumulatorOverflow { .. }
+            | Detail::SamePaddingUnderflow { .. } => None,
         }
     }
 }
@@ -122,6 +139,15 @@ pub enum Detail {
     PairSaturation(crate::accumulate::SaturatedPair),
     /// The accumulator before it wrapped around modulo 2^32.
     Int32Wrap { unwrapped: i64 },
+    /// A narrow accumulator: its width and overflow behaviour, the exact sum it should hold and
+    /// what it holds (both with the bias).
+    AccumulatorOverflow {
+        width: crate::engines::narrow::AccumulatorWidth,
+        exact: i64,
+        narrowed: i64,
+    },
+    /// The spatial dimension whose SAME padding total was negative, and that total.
+    SamePaddingUnderflow { dimension: &'static str, total: i64 },
     /// A rounding step from one unclamped integer to another, and why.
     Rounding {
         from: i64,
@@ -338,24 +364,53 @@ enum Rounding<'a> {
     PostOps(crate::requant::FloatPostOpsRequantizer),
     /// The ONNX reference's float64 product (`None` for int32 outputs).
     Float64(Option<crate::requant::Float64ProductRequantizer>),
+    /// TFLite's fixed-point multiplier and shift.
+    FixedPoint(crate::requant::FixedPointRequantizer),
 }
 
 /// How one engine's chain is traced: where its pairs saturate, and how it rounds.
 struct Tracer<'a> {
     pairs: Option<PairSource>,
     rounding: Rounding<'a>,
+    /// The narrow accumulator the engine was run with, if any.
+    narrow: Option<crate::engines::narrow::AccumulatorWidth>,
+    /// The engine's SAME padding wraps around in this dimension (total given).
+    padding_underflow: Option<(&'static str, i64)>,
 }
 
 impl<'a> Tracer<'a> {
-    fn new(layer: &'a ConvLayer, out: &EngineOutput) -> Result<Tracer<'a>> {
+    fn new(layer: &'a ConvLayer, out: &EngineOutput, options: &RunOptions) -> Result<Tracer<'a>> {
+        let mut tracer = Tracer::for_engine(layer, out)?;
+        if out.engine.models_accumulator_width() {
+            tracer.narrow = options.accumulator;
+        }
+        if out.engine == EngineKind::Tflite {
+            tracer.padding_underflow = tflite::same_padding_underflow(layer);
+        }
+        Ok(tracer)
+    }
+
+    fn for_engine(layer: &'a ConvLayer, out: &EngineOutput) -> Result<Tracer<'a>> {
         let scales = layer.scales(out.engine.name());
         let isa = out.isa.unwrap_or_else(Isa::host);
         let plain = |rounding| Tracer {
             pairs: None,
             rounding,
+            narrow: None,
+            padding_underflow: None,
         };
         Ok(match out.engine {
             EngineKind::Exact => plain(Rounding::Exact),
+            EngineKind::TfliteReference => plain(Rounding::FixedPoint(
+                tflite_reference::requantizer(layer, FixedPointRounding::Double)?,
+            )),
+            EngineKind::TfliteReferenceSingleRounding => plain(Rounding::FixedPoint(
+                tflite_reference::requantizer(layer, FixedPointRounding::Single)?,
+            )),
+            EngineKind::Tflite => plain(Rounding::IntegerBias {
+                requant: tflite::requantizer(layer)?,
+                with_integer_bias: None,
+            }),
             EngineKind::Onnx => plain(Rounding::Float64(
                 scales
                     .ok()
@@ -399,6 +454,8 @@ impl<'a> Tracer<'a> {
                         },
                         _ => Rounding::Exact,
                     },
+                    narrow: None,
+                    padding_underflow: None,
                 }
             }
             EngineKind::Fbgemm | EngineKind::X86 => {
@@ -418,6 +475,8 @@ impl<'a> Tracer<'a> {
                         rounding: Rounding::FloatBias(fbgemm::requantizer(
                             layer, path, s.input, s.output,
                         )),
+                        narrow: None,
+                        padding_underflow: None,
                     }
                 }
             }
@@ -527,6 +586,36 @@ fn engine_causes(
                 detail: Detail::PairSaturation(p),
             });
         }
+    }
+    // Wrapped-around SAME padding drops every tap.
+    if let Some((dimension, total)) = tracer.padding_underflow {
+        let explained = exact_acc + causes[first..].iter().map(|c| c.acc_delta).sum::<i64>();
+        if acc != explained {
+            causes.push(Cause {
+                engine,
+                kind: CauseKind::SamePaddingUnderflow,
+                acc_delta: acc - explained,
+                detail: Detail::SamePaddingUnderflow { dimension, total },
+            });
+        }
+    }
+    // A narrow accumulator accounts for the whole of its difference from the exact sum.
+    let explained = exact_acc + causes[first..].iter().map(|c| c.acc_delta).sum::<i64>();
+    if let (Some(width), true) = (tracer.narrow, acc != explained) {
+        let bias = match &layer.bias {
+            Some(Bias::Int32(b)) => b[oc] as i64,
+            _ => 0,
+        };
+        causes.push(Cause {
+            engine,
+            kind: CauseKind::AccumulatorOverflow,
+            acc_delta: acc - explained,
+            detail: Detail::AccumulatorOverflow {
+                width,
+                exact: exact_acc + bias,
+                narrowed: acc + bias,
+            },
+        });
     }
     // Whatever the causes so far leave unexplained is a wrap of the int32 accumulator.
     let explained = exact_acc + causes[first..].iter().map(|c| c.acc_delta).sum::<i64>();
@@ -693,6 +782,32 @@ fn engine_causes(
             );
             clamp_step(causes, engine, layer, at, output);
         }
+        Rounding::FixedPoint(requant) => {
+            let t = requant.trace(acc as i32, oc);
+            let at = step(
+                causes,
+                engine,
+                CauseKind::RequantRounding,
+                start,
+                t.unclamped,
+                requant_evidence(
+                    layer,
+                    oc,
+                    vec![requant.real_multiplier(oc) as f32],
+                    &ideal_trace,
+                    &t,
+                    match requant.rounding {
+                        FixedPointRounding::Double => {
+                            "(acc + bias) times a Q31 multiplier and a shift: rounding doubling high multiply (ties up), then rounding right shift (ties away from zero)"
+                        }
+                        FixedPointRounding::Single => {
+                            "(acc + bias) times a Q31 multiplier, one rounding right shift, half up"
+                        }
+                    },
+                ),
+            );
+            clamp_step(causes, engine, layer, at, output);
+        }
         Rounding::Float64(requant) => {
             let requant = requant
                 .as_ref()
@@ -783,7 +898,7 @@ pub fn explain_outputs(
     };
     let tracers: Vec<Tracer> = outputs
         .iter()
-        .map(|o| Tracer::new(layer, o))
+        .map(|o| Tracer::new(layer, o, options))
         .collect::<Result<_>>()?;
     let explain_one = |i: usize| -> Result<ElementExplanation> {
         let oc = g.output_coords(i)[1];

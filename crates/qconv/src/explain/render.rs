@@ -47,7 +47,10 @@ fn pair_values(c: &Cause) -> (Vec<i64>, Vec<i64>) {
             p.taps.iter().map(|t| t.weight_value as i64).collect(),
             p.taps.iter().map(|t| t.activation as i64).collect(),
         ),
-        Detail::Rounding { .. } | Detail::Int32Wrap { .. } => (Vec::new(), Vec::new()),
+        Detail::Rounding { .. }
+        | Detail::Int32Wrap { .. }
+        | Detail::AccumulatorOverflow { .. }
+        | Detail::SamePaddingUnderflow { .. } => (Vec::new(), Vec::new()),
     }
 }
 
@@ -117,6 +120,40 @@ fn narrative(x: &Explanation, el: &ElementExplanation, e: usize) -> String {
                 out,
                 " The int32 accumulator wraps around: {unwrapped} becomes {}.",
                 el.acc[e]
+            );
+        }
+    }
+    for c in causes
+        .iter()
+        .filter(|c| c.kind == CauseKind::SamePaddingUnderflow)
+    {
+        if let Detail::SamePaddingUnderflow { dimension, total } = &c.detail {
+            let _ = write!(
+                out,
+                " Its SAME padding total in {dimension} is {total}, which the engine computes in unsigned arithmetic: the padding wraps around, every tap reads padding, and the accumulator is {} instead of {}.",
+                el.acc[e], el.exact_acc
+            );
+        }
+    }
+    for c in causes
+        .iter()
+        .filter(|c| c.kind == CauseKind::AccumulatorOverflow)
+    {
+        if let Detail::AccumulatorOverflow {
+            width,
+            exact,
+            narrowed,
+        } = &c.detail
+        {
+            let (lo, hi) = width.range();
+            let verb = match width.overflow {
+                crate::engines::narrow::Overflow::Saturate => "saturates",
+                crate::engines::narrow::Overflow::Wrap => "wraps around",
+            };
+            let _ = write!(
+                out,
+                " The {}-bit accumulator (range [{lo}, {hi}]) {verb}: it holds {narrowed} where the exact sum with bias is {exact}.",
+                width.bits
             );
         }
     }

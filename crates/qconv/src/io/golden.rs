@@ -93,6 +93,9 @@ struct RawOutput {
     shape: Option<[usize; 4]>,
     #[serde(default)]
     clamp: Option<[i64; 2]>,
+    /// TFLite cases: the fused activation (`linear`, `relu`, `relu6`).
+    #[serde(default)]
+    activation: Option<String>,
 }
 
 impl RawCase {
@@ -167,6 +170,21 @@ impl RawCase {
             ));
         }
         check_expected(&layer, &self.expected)?;
+        if let Some(a) = &self.output.activation {
+            layer.activation = Some(a.parse().map_err(|e: Error| e.within("output"))?);
+        }
+        if let Some(mode) = self.source.get("padding_mode").and_then(|v| v.as_str()) {
+            layer.padding_mode = Some(match mode {
+                "same" | "SAME" => crate::layer::PaddingMode::Same,
+                "valid" | "VALID" => crate::layer::PaddingMode::Valid,
+                other => {
+                    return Err(Error::invalid(
+                        "source.padding_mode",
+                        format!("`{other}` (expected same or valid)"),
+                    ));
+                }
+            });
+        }
         if let Some(isa) = self.source.get("isa").and_then(|v| v.as_str()) {
             layer.recorded_isa = Some(isa.parse().map_err(|e: Error| e.within("source"))?);
         }

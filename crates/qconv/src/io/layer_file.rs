@@ -55,6 +55,8 @@ struct RawConv {
     dilation: Option<[usize; 2]>,
     groups: Option<usize>,
     relu: Option<bool>,
+    /// TFLite padding: `same` or `valid` (the amounts are computed; exclusive with `padding`).
+    padding_mode: Option<String>,
 }
 
 /// A TOML value that is one number or a list of numbers.
@@ -168,6 +170,8 @@ struct RawOutput {
     scale: Option<f64>,
     zero_point: Option<i64>,
     clamp: Option<[i64; 2]>,
+    /// A TFLite fused activation (`linear`, `relu`, `relu_n1_to_1`, `relu6`).
+    activation: Option<String>,
 }
 
 /// Where a tensor's values come from, resolved to numbers with the file's shape (if any).
@@ -368,13 +372,52 @@ fn build(base: &Path, raw: RawFile) -> Result<LayerFile> {
         // One zero point given for per-channel scales: it applies to every channel.
         weight_zero_points = vec![weight_zero_points[0]; oc];
     }
+    let padding_mode = match raw.conv.padding_mode.as_deref() {
+        None => None,
+        Some("same" | "SAME") => Some(crate::layer::PaddingMode::Same),
+        Some("valid" | "VALID") => Some(crate::layer::PaddingMode::Valid),
+        Some(other) => {
+            return Err(Error::invalid(
+                "conv.padding_mode",
+                format!("`{other}` (expected same or valid)"),
+            ));
+        }
+    };
+    let stride = raw.conv.stride.unwrap_or([1, 1]);
+    let dilation = raw.conv.dilation.unwrap_or([1, 1]);
     let conv = ConvParams {
         kernel: raw.conv.kernel,
-        stride: raw.conv.stride.unwrap_or([1, 1]),
-        dilation: raw.conv.dilation.unwrap_or([1, 1]),
-        padding: match &raw.conv.padding {
-            Some(p) => Padding::from_list(p).map_err(|e| e.within("conv"))?,
-            None => Padding::default(),
+        stride,
+        dilation,
+        padding: match (&raw.conv.padding, padding_mode) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "conv.padding_mode",
+                    "give either padding amounts or a padding mode, not both",
+                ));
+            }
+            (Some(p), None) => Padding::from_list(p).map_err(|e| e.within("conv"))?,
+            (None, Some(mode)) => {
+                let [_, _, kh, kw] = weight.shape;
+                let [_, _, h, w] = input.shape;
+                let dim = |size, k, s, d, name: &str| {
+                    mode.padding(size, k, s, d).ok_or_else(|| {
+                        Error::invalid(
+                            "conv.padding_mode",
+                            format!("valid: the kernel does not fit the input {name}"),
+                        )
+                    })
+                };
+                let (top, bottom) = dim(h, kh, stride[0], dilation[0], "height")?;
+                let (left, right) = dim(w, kw, stride[1], dilation[1], "width")?;
+                Padding {
+                    top,
+                    left,
+                    bottom,
+                    right,
+                }
+            }
+            (None, None) => Padding::default(),
         },
         groups: raw.conv.groups.unwrap_or(1),
     };
@@ -422,6 +465,16 @@ fn build(base: &Path, raw: RawFile) -> Result<LayerFile> {
         output,
         raw.conv.relu.unwrap_or(false),
     )?;
+    layer.padding_mode = padding_mode;
+    if let Some(a) = &raw.output.activation {
+        layer.activation = Some(a.parse().map_err(|e: Error| e.within("output"))?);
+        let named = layer.activation != Some(crate::layer::Activation::None);
+        if let (None, Some(scale), true) = (layer.output.clamp, layer.output.scale, named) {
+            // The quantized range TFLite computes, for engines that read `clamp`.
+            let (lo, hi) = crate::engines::tflite_reference::activation_range(&layer, scale as f32);
+            layer.output.clamp = Some([lo, hi]);
+        }
+    }
     if let Some(source) = raw.source {
         if let Some(isa) = source.isa {
             layer.recorded_isa = Some(isa.parse().map_err(|e: Error| e.within("source"))?);

@@ -6,6 +6,7 @@ pub mod layer_file;
 pub mod npy;
 pub mod onnx;
 pub mod output;
+pub mod tflite;
 
 use std::collections::BTreeMap;
 
@@ -206,7 +207,7 @@ pub fn load_layer_with(
             return Err(Error::parse(
                 path,
                 "",
-                "a model holds many layers; choose one as MODEL.onnx#NODE (a node name or an                  index; `qconv layers MODEL.onnx` lists them)",
+                "a model holds many layers; choose one as MODEL.onnx#NODE (a node name or an index; `qconv layers MODEL.onnx` lists them)",
             ));
         };
         return load_onnx_node(path, node, input, policy);
@@ -215,7 +216,7 @@ pub fn load_layer_with(
         return Err(Error::invalid(
             "--input",
             format!(
-                "`{input}`: --input gives the input of an ONNX model node (MODEL.onnx#NODE);                  {spec} carries its own input"
+                "`{input}`: --input gives the input of an ONNX model node (MODEL.onnx#NODE); {spec} carries its own input"
             ),
         ));
     }
@@ -236,6 +237,9 @@ pub fn load_layer_with(
         loaded.expected = f.expected;
         return Ok(loaded);
     }
+    if path.ends_with(".tflite") {
+        return Ok(LoadedLayer::from_layer(tflite::read_layer(path, id)?));
+    }
     if path.ends_with(".json") || path.ends_with(".jsonl") || path.ends_with(".jsonl.gz") {
         let case = golden::read_case(path, id)?;
         let mut loaded = LoadedLayer::from_layer(case.layer);
@@ -246,7 +250,7 @@ pub fn load_layer_with(
     Err(Error::parse(
         path,
         "",
-        "unknown layer format (expected .toml, .json, .jsonl, .jsonl.gz or MODEL.onnx#NODE)",
+        "unknown layer format (expected .toml, .json, .jsonl, .jsonl.gz, MODEL.onnx#NODE or MODEL.tflite#OP_INDEX)",
     ))
 }
 
@@ -335,7 +339,7 @@ fn load_onnx_node(
             return Err(Error::invalid(
                 "--input",
                 format!(
-                    "{path}#{node}: this command needs the node's input tensor `{}` ({}, NCHW{});                      give it with --input FILE.npy",
+                    "{path}#{node}: this command needs the node's input tensor `{}` ({}, NCHW{}); give it with --input FILE.npy",
                     conv.input_tensor,
                     conv.input_dtype,
                     conv.input_shape
@@ -354,7 +358,7 @@ fn load_onnx_node(
         loaded.not_modelled.insert(
             crate::EngineKind::OnnxRuntime.name().to_string(),
             format!(
-                "ONNX Runtime does not fuse this QDQ group on x86 ({reason}); it runs                  DequantizeLinear, a float32 Conv and QuantizeLinear"
+                "ONNX Runtime does not fuse this QDQ group on x86 ({reason}); it runs DequantizeLinear, a float32 Conv and QuantizeLinear"
             ),
         );
     }

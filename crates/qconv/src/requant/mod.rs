@@ -6,9 +6,14 @@
 //! parameters with that engine's formulas, then applied per output element.
 
 mod exact;
+mod fixed_point;
 mod fp32;
 
 pub use exact::ExactRequantizer;
+pub use fixed_point::{
+    FixedPointRequantizer, FixedPointRounding, multiply_by_quantized_multiplier,
+    quantize_multiplier, rounding_divide_by_pot, saturating_rounding_doubling_high_mul,
+};
 pub use fp32::{
     Float64ProductRequantizer, FloatBiasFp32Requantizer, FloatBiasTerm, FloatPostOpsRequantizer,
     Fp32Requantizer, Fp32Store,
