@@ -71,10 +71,10 @@ fn default_runs(loaded: &io::LoadedLayer, options: &RunOptions) -> Result<Vec<En
         return Ok(vec![float_path, fbgemm]);
     }
     // TFLite layers: the reference kernels against the interpreter's default (XNNPACK).
-    if layer.activation.is_some() {
-        if let (Ok(a), Ok(b)) = (run(EngineKind::TfliteReference), run(EngineKind::Tflite)) {
-            return Ok(vec![a, b]);
-        }
+    if layer.activation.is_some()
+        && let (Ok(a), Ok(b)) = (run(EngineKind::TfliteReference), run(EngineKind::Tflite))
+    {
+        return Ok(vec![a, b]);
     }
     for e in EngineKind::ALL.into_iter().filter(|e| e.depends_on_isa()) {
         if let Ok(out) = run(e) {

@@ -358,7 +358,10 @@ fn conformance_passes_the_onnx_backend_tests() {
     let (code, stdout, _) = qconv(&["conformance", &all]);
     assert_eq!(code, 0);
     let others = qconv::EngineKind::ALL.len() - 2;
-    assert_eq!(stdout, format!("6 passed, 0 failed, {} skipped\n", 3 * others));
+    assert_eq!(
+        stdout,
+        format!("6 passed, 0 failed, {} skipped\n", 3 * others)
+    );
 }
 
 #[test]

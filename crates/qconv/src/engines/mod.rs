@@ -288,16 +288,17 @@ pub fn check_onnx_layer(engine: &str, layer: &ConvLayer) -> Result<()> {
 /// Runs engine `kind` on `layer`.
 pub fn run(kind: EngineKind, layer: &ConvLayer, options: &RunOptions) -> Result<EngineOutput> {
     options.validate()?;
-    if let Some(w) = options.accumulator {
-        if !kind.models_accumulator_width() && kind != EngineKind::Exact {
-            return Err(Error::invalid(
-                "acc-bits",
-                format!(
-                    "engine {kind} does not model a {w}; the TFLite engines (tflite-reference, \
+    if let Some(w) = options.accumulator
+        && !kind.models_accumulator_width()
+        && kind != EngineKind::Exact
+    {
+        return Err(Error::invalid(
+            "acc-bits",
+            format!(
+                "engine {kind} does not model a {w}; the TFLite engines (tflite-reference, \
                      tflite-reference-single-rounding, tflite) do"
-                ),
-            ));
-        }
+            ),
+        ));
     }
     let isa = options.resolve_isa(layer);
     match kind {

@@ -284,12 +284,12 @@ fn output_quantizer(
     if is_op(nn, "QuantizeLinear") {
         return Ok((next, None));
     }
-    if is_onnx_domain(nn) && (nn.op_type == "Relu" || nn.op_type == "Clip") {
-        if let Some(q) = nn.output.first().and_then(|t| single(t)) {
-            if is_op(&m.graph.node[q], "QuantizeLinear") {
-                return Ok((q, Some(next)));
-            }
-        }
+    if is_onnx_domain(nn)
+        && (nn.op_type == "Relu" || nn.op_type == "Clip")
+        && let Some(q) = nn.output.first().and_then(|t| single(t))
+        && is_op(&m.graph.node[q], "QuantizeLinear")
+    {
+        return Ok((q, Some(next)));
     }
     Err(not_quantized.into())
 }
@@ -499,18 +499,16 @@ impl<'a> Resolver<'a> {
         };
         let n_scales = scales.as_ref().map_or(1, |s| s.len());
         let per_channel = n_scales > 1 || zero_points.len() > 1;
-        if per_channel {
-            if let Some(axis) = axis {
-                let a = if axis < 0 { axis + 4 } else { axis };
-                if a != 0 {
-                    return Err(self.err(
-                        "weight",
-                        format!(
-                            "per-channel parameters along axis {axis}; qconv handles axis 0 \
+        if per_channel && let Some(axis) = axis {
+            let a = if axis < 0 { axis + 4 } else { axis };
+            if a != 0 {
+                return Err(self.err(
+                    "weight",
+                    format!(
+                        "per-channel parameters along axis {axis}; qconv handles axis 0 \
                              (output channels)"
-                        ),
-                    ));
-                }
+                    ),
+                ));
             }
         }
         let expand = |v: Vec<i32>| -> Result<Vec<i32>> {
@@ -656,30 +654,30 @@ impl<'a> Resolver<'a> {
         notes: Vec<String>,
     ) -> Result<ConvNode> {
         let (stride, dilation, pads, auto_pad, groups) = self.geometry(&weight)?;
-        if let Some(t) = self.m.declared_type(input_tensor) {
-            if dtype_of(t) != Some(input.0) {
-                return Err(self.err(
-                    "input",
-                    format!(
-                        "tensor `{input_tensor}` is declared {}, but its zero point is {}",
-                        data_type::name(t),
-                        input.0
-                    ),
-                ));
-            }
+        if let Some(t) = self.m.declared_type(input_tensor)
+            && dtype_of(t) != Some(input.0)
+        {
+            return Err(self.err(
+                "input",
+                format!(
+                    "tensor `{input_tensor}` is declared {}, but its zero point is {}",
+                    data_type::name(t),
+                    input.0
+                ),
+            ));
         }
         let input_shape = self.m.shape(input_tensor).cloned();
-        if let Some(s) = &input_shape {
-            if s.len() != 4 {
-                return Err(self.err(
-                    "input",
-                    format!(
-                        "tensor `{input_tensor}` has {} dimensions; qconv handles 2-D convolutions \
+        if let Some(s) = &input_shape
+            && s.len() != 4
+        {
+            return Err(self.err(
+                "input",
+                format!(
+                    "tensor `{input_tensor}` has {} dimensions; qconv handles 2-D convolutions \
                          (NCHW input)",
-                        s.len()
-                    ),
-                ));
-            }
+                    s.len()
+                ),
+            ));
         }
         Ok(ConvNode {
             index: 0,
@@ -1064,10 +1062,10 @@ impl<'a> Resolver<'a> {
     ) -> Result<()> {
         if let Some(z) = dq.input.get(2).filter(|s| !s.is_empty()) {
             let v = self.constant(z, "bias zero point")?;
-            if let TensorData::Int(zs) = &v.data {
-                if zs.iter().any(|&z| z != 0) {
-                    notes.push("the bias DequantizeLinear has a non-zero zero point, which the fused QLinearConv ignores".into());
-                }
+            if let TensorData::Int(zs) = &v.data
+                && zs.iter().any(|&z| z != 0)
+            {
+                notes.push("the bias DequantizeLinear has a non-zero zero point, which the fused QLinearConv ignores".into());
             }
         }
         let scale_name = self.input_of(dq, 1, "bias DequantizeLinear's x_scale")?;

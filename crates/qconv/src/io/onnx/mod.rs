@@ -57,18 +57,18 @@ pub struct OnnxModel {
 impl OnnxModel {
     /// Reads and indexes the model in `path`.
     pub fn read(path: &str) -> Result<Self> {
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.len() > proto::MAX_MODEL_BYTES {
-                return Err(Error::parse(
-                    path,
-                    "",
-                    format!(
-                        "{} bytes: larger than the 2 GiB protobuf limit (weights in external \
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.len() > proto::MAX_MODEL_BYTES
+        {
+            return Err(Error::parse(
+                path,
+                "",
+                format!(
+                    "{} bytes: larger than the 2 GiB protobuf limit (weights in external \
                          files are not read)",
-                        meta.len()
-                    ),
-                ));
-            }
+                    meta.len()
+                ),
+            ));
         }
         let bytes = super::read_file(path)?;
         Self::parse(path, &bytes)

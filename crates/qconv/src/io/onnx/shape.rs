@@ -54,10 +54,10 @@ pub fn infer(
     for n in &g.node {
         let outs = propagate(n, &shapes, constant_ints);
         for (name, s) in n.output.iter().zip(outs) {
-            if let Some(s) = s {
-                if !name.is_empty() {
-                    shapes.entry(name.clone()).or_insert(s);
-                }
+            if let Some(s) = s
+                && !name.is_empty()
+            {
+                shapes.entry(name.clone()).or_insert(s);
             }
         }
     }

@@ -100,7 +100,7 @@ impl<'a> Table<'a> {
         }
         let vtable = vtable as usize;
         let vtable_len = buf.u16(vtable, field)? as usize;
-        if vtable_len < 4 || vtable_len % 2 != 0 {
+        if vtable_len < 4 || !vtable_len.is_multiple_of(2) {
             return Err(FbError::new(
                 field,
                 format!("malformed vtable (size {vtable_len})"),
