@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use qconv::engines::{EngineKind, EngineOutput};
+use qconv::Isa;
+use qconv::engines::EngineKind;
 use qconv::explain::{self, explain_outputs};
 use qconv::io::{self, output};
-use qconv::{Isa, RunOptions};
 
 use crate::compute::ComputeArgs;
 use crate::progress::Progress;
@@ -54,36 +54,6 @@ pub struct Args {
     acc: crate::accumulator::AccArgs,
 }
 
-/// The runs of the default engines: float-path and fbgemm when PyTorch takes the layer; else
-/// exact and the first ISA-dependent engine that accepts it. Each engine runs once.
-fn default_runs(loaded: &io::LoadedLayer, options: &RunOptions) -> Result<Vec<EngineOutput>> {
-    let layer = &loaded.layer;
-    let run = |e: EngineKind| loaded.run(e, options);
-    // A narrow accumulator: what it does to TFLite's reference kernels, against the exact result.
-    if options.accumulator.is_some()
-        && let Ok(reference) = run(EngineKind::TfliteReference)
-    {
-        return Ok(vec![run(EngineKind::Exact)?, reference]);
-    }
-    if let Ok(float_path) = run(EngineKind::FloatPath)
-        && let Ok(fbgemm) = run(EngineKind::Fbgemm)
-    {
-        return Ok(vec![float_path, fbgemm]);
-    }
-    // TFLite layers: the reference kernels against the interpreter's default (XNNPACK).
-    if layer.activation.is_some()
-        && let (Ok(a), Ok(b)) = (run(EngineKind::TfliteReference), run(EngineKind::Tflite))
-    {
-        return Ok(vec![a, b]);
-    }
-    for e in EngineKind::ALL.into_iter().filter(|e| e.depends_on_isa()) {
-        if let Ok(out) = run(e) {
-            return Ok(vec![run(EngineKind::Exact)?, out]);
-        }
-    }
-    bail!("no saturating engine accepts this layer; name two engines with --engines")
-}
-
 pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
     if let Some(path) = &args.html
         && !path.ends_with(".html")
@@ -100,7 +70,7 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
     let mut options = compute.run_options(args.isa);
     args.acc.apply(&mut options)?;
     let outputs = match args.engines.as_slice() {
-        [] => default_runs(&loaded, &options)?,
+        [] => explain::default_runs(&loaded, &options)?,
         [a, b] if a != b => vec![loaded.run(*a, &options)?, loaded.run(*b, &options)?],
         _ => bail!("--engines: name two different engines, e.g. --engines exact,fbgemm"),
     };

@@ -19,46 +19,7 @@ pub fn isa_origin(options: &RunOptions, layer: &ConvLayer) -> String {
 
 /// A one-line summary of a layer.
 pub fn describe_layer(loaded: &LoadedLayer) -> String {
-    let l = &loaded.layer;
-    let g = &l.geometry;
-    let p = g.padding;
-    let weight_scheme = if l.weight.quant.per_channel {
-        "per-channel"
-    } else {
-        "per-tensor"
-    };
-    let output = match l.output.scale {
-        Some(s) => format!(
-            "{} (scale {s}, zero point {})",
-            l.output.dtype, l.output.zero_point
-        ),
-        None => l.output.dtype.to_string(),
-    };
-    format!(
-        "{name}: input {in_shape:?} {in_dtype}, weight {w_shape:?} {w_dtype} {weight_scheme}, \
-         kernel {k:?} stride {s:?} padding [{t},{left},{b},{r}] dilation {d:?} groups {groups}{bias}{relu} \
-         -> output {out_shape:?} {output}",
-        name = l.name,
-        in_shape = l.input.shape,
-        in_dtype = l.input.dtype,
-        w_shape = l.weight.shape,
-        w_dtype = l.weight.dtype,
-        k = g.kernel,
-        s = g.stride,
-        t = p.top,
-        left = p.left,
-        b = p.bottom,
-        r = p.right,
-        d = g.dilation,
-        groups = g.groups,
-        bias = match &l.bias {
-            Some(qconv::Bias::Float32(_)) => ", float32 bias",
-            Some(qconv::Bias::Int32(_)) => ", int32 bias",
-            None => "",
-        },
-        relu = if l.relu { ", fused ReLU" } else { "" },
-        out_shape = g.output_shape(),
-    )
+    loaded.layer.describe()
 }
 
 /// Prints the `layer` line of a report, then the notes the loader left (ONNX nodes).

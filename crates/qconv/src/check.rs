@@ -654,3 +654,51 @@ pub fn render(r: &CheckReport) -> String {
     }
     out
 }
+
+/// The report as JSON: the engine's accumulation, the range analysed, each channel's pair sums,
+/// risky pairs (taps as `[oc, c, kh, kw]` with raw weights), worst errors, what the layer's own
+/// input did, and the fixes.
+pub fn to_json(r: &CheckReport) -> serde_json::Value {
+    use serde_json::json;
+    let m = &r.model;
+    let channels: Vec<_> = r
+        .channels
+        .iter()
+        .map(|c| {
+            json!({
+                "oc": c.oc,
+                "max_pair_sum": c.max_sum,
+                "min_pair_sum": c.min_sum,
+                "risky_pairs": c.risky_pairs.iter().map(|p| json!({
+                    "pair": p.pair,
+                    "taps": p.taps.iter().map(|(k, at, w)| json!({
+                        "k": k, "at": at, "weight": w,
+                    })).collect::<Vec<_>>(),
+                    "max_sum": p.max_sum,
+                    "min_sum": p.min_sum,
+                })).collect::<Vec<_>>(),
+                "worst_error_acc": c.worst_error_acc,
+                "worst_error_steps": c.worst_error_steps,
+                "on_input": c.actual.map(|(elements, pairs, error)| json!({
+                    "elements": elements, "saturated_pairs": pairs, "largest_error_acc": error,
+                })),
+            })
+        })
+        .collect();
+    json!({
+        "schema": "qconv-check/1",
+        "layer": r.layer,
+        "engine": m.engine.name(),
+        "isa": m.isa.name(),
+        "route": m.route,
+        "saturating": m.saturating,
+        "input_range": [r.input_range.0, r.input_range.1],
+        "input_range_given": r.range_given,
+        "input_zero_point": r.input_zero_point,
+        "can_saturate": r.can_saturate(),
+        "range_can_saturate": r.range_can_saturate(),
+        "saturates_on_input": r.saturates_on_input(),
+        "channels": channels,
+        "fixes": r.fixes,
+    })
+}

@@ -402,6 +402,78 @@ impl ConvLayer {
         })
     }
 
+    /// A one-line summary: shapes, types, geometry, bias, fused ReLU and output.
+    pub fn describe(&self) -> String {
+        let l = self;
+        let g = &l.geometry;
+        let p = g.padding;
+        let weight_scheme = if l.weight.quant.per_channel {
+            "per-channel"
+        } else {
+            "per-tensor"
+        };
+        let output = match l.output.scale {
+            Some(s) => format!(
+                "{} (scale {s}, zero point {})",
+                l.output.dtype, l.output.zero_point
+            ),
+            None => l.output.dtype.to_string(),
+        };
+        format!(
+            "{name}: input {in_shape:?} {in_dtype}, weight {w_shape:?} {w_dtype} {weight_scheme}, \
+             kernel {k:?} stride {s:?} padding [{t},{left},{b},{r}] dilation {d:?} groups {groups}{bias}{relu} \
+             -> output {out_shape:?} {output}",
+            name = l.name,
+            in_shape = l.input.shape,
+            in_dtype = l.input.dtype,
+            w_shape = l.weight.shape,
+            w_dtype = l.weight.dtype,
+            k = g.kernel,
+            s = g.stride,
+            t = p.top,
+            left = p.left,
+            b = p.bottom,
+            r = p.right,
+            d = g.dilation,
+            groups = g.groups,
+            bias = match &l.bias {
+                Some(Bias::Float32(_)) => ", float32 bias",
+                Some(Bias::Int32(_)) => ", int32 bias",
+                None => "",
+            },
+            relu = if l.relu { ", fused ReLU" } else { "" },
+            out_shape = g.output_shape(),
+        )
+    }
+
+    /// The same layer on other input values: `data` holds the input's shape (NCHW row-major) in
+    /// the input's type.
+    pub fn with_input_data(&self, shape: [usize; 4], data: Vec<i32>) -> Result<ConvLayer> {
+        if shape != self.input.shape {
+            return Err(Error::invalid(
+                "input.shape",
+                format!(
+                    "{shape:?}, but the layer's input has shape {:?}",
+                    self.input.shape
+                ),
+            ));
+        }
+        if data.len() != self.input.data.len() {
+            return Err(Error::invalid(
+                "input.data",
+                format!(
+                    "{} values for shape {shape:?} ({} elements)",
+                    data.len(),
+                    self.input.data.len()
+                ),
+            ));
+        }
+        self.input.dtype.check_data("input.data", &data)?;
+        let mut layer = self.clone();
+        layer.input.data = data;
+        Ok(layer)
+    }
+
     /// Number of output elements.
     pub fn output_len(&self) -> usize {
         self.geometry.output_shape().iter().product()

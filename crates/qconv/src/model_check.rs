@@ -299,3 +299,46 @@ pub fn render_model_check(c: &ModelCheck) -> String {
     }
     out
 }
+
+/// The audit as JSON: one entry per node (index, name, kernel) with one verdict per ISA.
+pub fn to_json(c: &ModelCheck) -> serde_json::Value {
+    use serde_json::json;
+    let verdict = |v: &NodeVerdict| match v {
+        NodeVerdict::Exact { route } => json!({"verdict": "exact", "route": route}),
+        NodeVerdict::Safe { route } => json!({"verdict": "safe", "route": route}),
+        NodeVerdict::CanSaturate {
+            route,
+            risky_channels,
+            channels,
+            worst_acc,
+            worst_steps,
+        } => json!({
+            "verdict": "can-saturate",
+            "route": route,
+            "risky_channels": risky_channels,
+            "channels": channels,
+            "worst_error_acc": worst_acc,
+            "worst_error_steps": worst_steps,
+        }),
+        NodeVerdict::NotApplicable(reason) => json!({"verdict": "n/a", "reason": reason}),
+    };
+    json!({
+        "schema": "qconv-model-check/1",
+        "model": c.model,
+        "engine": c.engine.name(),
+        "isas": c.isas.iter().map(|i| i.name()).collect::<Vec<_>>(),
+        "input_range": c.input_range.map(|(lo, hi)| [lo, hi]),
+        "can_saturate": c.can_saturate(),
+        "nodes": c.nodes.iter().map(|n| json!({
+            "index": n.node.index,
+            "name": n.node.name,
+            "label": n.node.label(),
+            "kernel": n.node.kernel,
+            "verdicts": c.isas.iter().zip(&n.verdicts).map(|(isa, v)| {
+                let mut v = verdict(v);
+                v["isa"] = json!(isa.name());
+                v
+            }).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}

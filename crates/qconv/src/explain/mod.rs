@@ -32,11 +32,46 @@ use crate::engines::{
     self, Accumulators, EngineKind, EngineOutput, RunOptions, exact, fbgemm, float_path, onednn,
     onnx, onnxruntime, qnnpack, tflite, tflite_reference, x86,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::geometry::ReductionOrder;
+use crate::io::LoadedLayer;
 use crate::isa::Isa;
 use crate::layer::{Bias, ConvLayer};
 use crate::requant::{ExactRequantizer, FixedPointRounding, RequantTrace, Requantizer};
+
+/// The two runs explained when no engines are named: with a narrow accumulator, exact and
+/// tflite-reference; float-path and fbgemm when PyTorch takes the layer; tflite-reference and
+/// tflite for TFLite layers; else exact and the first ISA-dependent engine that accepts it.
+pub fn default_runs(loaded: &LoadedLayer, options: &RunOptions) -> Result<Vec<EngineOutput>> {
+    let layer = &loaded.layer;
+    let run = |e: EngineKind| loaded.run(e, options);
+    // A narrow accumulator: what it does to TFLite's reference kernels, against the exact result.
+    if options.accumulator.is_some()
+        && let Ok(reference) = run(EngineKind::TfliteReference)
+    {
+        return Ok(vec![run(EngineKind::Exact)?, reference]);
+    }
+    if let Ok(float_path) = run(EngineKind::FloatPath)
+        && let Ok(fbgemm) = run(EngineKind::Fbgemm)
+    {
+        return Ok(vec![float_path, fbgemm]);
+    }
+    // TFLite layers: the reference kernels against the interpreter's default (XNNPACK).
+    if layer.activation.is_some()
+        && let (Ok(a), Ok(b)) = (run(EngineKind::TfliteReference), run(EngineKind::Tflite))
+    {
+        return Ok(vec![a, b]);
+    }
+    for e in EngineKind::ALL.into_iter().filter(|e| e.depends_on_isa()) {
+        if let Ok(out) = run(e) {
+            return Ok(vec![run(EngineKind::Exact)?, out]);
+        }
+    }
+    Err(Error::invalid(
+        "engines",
+        "no saturating engine accepts this layer; name the two engines to explain (--engines)",
+    ))
+}
 
 /// What moved an engine's integer away from the exact one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

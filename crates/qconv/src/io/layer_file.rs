@@ -5,12 +5,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{bias, check_expected, int32, output_quant, read_file, to_i32_data, weight_axis};
+use super::parts::{LayerParts, TensorParts};
+use super::{check_expected, read_file, to_i32_data};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::geometry::{Padding, check_elements};
-use crate::layer::{Activations, ConvLayer, ConvParams, Weights};
-use crate::quant::WeightQuant;
+use crate::geometry::check_elements;
+use crate::layer::ConvLayer;
 
 /// A layer read from a TOML file, with any engine results the file records.
 #[derive(Clone, Debug)]
@@ -262,17 +262,8 @@ fn integers(field: &str, values: &[f64]) -> Result<Vec<i64>> {
         .collect()
 }
 
-/// Resolves a tensor section to (dtype, shape, data, scales, zero points, per-channel).
-struct Tensor {
-    dtype: DType,
-    shape: [usize; 4],
-    data: Vec<i32>,
-    scales: Option<(Vec<f64>, bool)>,
-    zero_points: (Vec<i64>, bool),
-    axis: Option<i64>,
-}
-
-fn tensor(field: &str, base: &Path, raw: RawTensor) -> Result<Tensor> {
+/// Resolves a tensor section to its values.
+fn tensor(field: &str, base: &Path, raw: RawTensor) -> Result<TensorParts> {
     let dtype: DType = raw.dtype.parse().map_err(|e: Error| e.within(field))?;
     let declared = raw.shape.map(|s| s.to_vec());
     let values = load_values(
@@ -308,7 +299,7 @@ fn tensor(field: &str, base: &Path, raw: RawTensor) -> Result<Tensor> {
         &format!("{field}.data"),
         &integers(&format!("{field}.data"), &values.values)?,
     )?;
-    Ok(Tensor {
+    Ok(TensorParts {
         dtype,
         shape,
         data,
@@ -349,142 +340,47 @@ fn parse_layer_text(path: &str, text: &str) -> Result<LayerFile> {
 
 fn build(base: &Path, raw: RawFile) -> Result<LayerFile> {
     let input = tensor("input", base, raw.input)?;
-    if input.scales.as_ref().is_some_and(|(_, many)| *many) || input.zero_points.1 {
-        return Err(Error::invalid(
-            "input",
-            "takes one scale and one zero point (per-tensor)",
-        ));
-    }
     let weight = tensor("weight", base, raw.weight)?;
-    let per_channel = match weight_axis(weight.axis)? {
-        Some(p) => p,
-        None => {
-            weight
-                .scales
-                .as_ref()
-                .is_some_and(|(v, many)| *many && v.len() > 1)
-                || (weight.zero_points.1 && weight.zero_points.0.len() > 1)
-        }
-    };
-    let oc = weight.shape[0];
-    let mut weight_zero_points = weight.zero_points.0.clone();
-    if per_channel && !weight.zero_points.1 {
-        // One zero point given for per-channel scales: it applies to every channel.
-        weight_zero_points = vec![weight_zero_points[0]; oc];
-    }
-    let padding_mode = match raw.conv.padding_mode.as_deref() {
-        None => None,
-        Some("same" | "SAME") => Some(crate::layer::PaddingMode::Same),
-        Some("valid" | "VALID") => Some(crate::layer::PaddingMode::Valid),
-        Some(other) => {
-            return Err(Error::invalid(
-                "conv.padding_mode",
-                format!("`{other}` (expected same or valid)"),
-            ));
-        }
-    };
-    let stride = raw.conv.stride.unwrap_or([1, 1]);
-    let dilation = raw.conv.dilation.unwrap_or([1, 1]);
-    let conv = ConvParams {
-        kernel: raw.conv.kernel,
-        stride,
-        dilation,
-        padding: match (&raw.conv.padding, padding_mode) {
-            (Some(_), Some(_)) => {
-                return Err(Error::invalid(
-                    "conv.padding_mode",
-                    "give either padding amounts or a padding mode, not both",
-                ));
-            }
-            (Some(p), None) => Padding::from_list(p).map_err(|e| e.within("conv"))?,
-            (None, Some(mode)) => {
-                let [_, _, kh, kw] = weight.shape;
-                let [_, _, h, w] = input.shape;
-                let dim = |size, k, s, d, name: &str| {
-                    mode.padding(size, k, s, d).ok_or_else(|| {
-                        Error::invalid(
-                            "conv.padding_mode",
-                            format!("valid: the kernel does not fit the input {name}"),
-                        )
-                    })
-                };
-                let (top, bottom) = dim(h, kh, stride[0], dilation[0], "height")?;
-                let (left, right) = dim(w, kw, stride[1], dilation[1], "width")?;
-                Padding {
-                    top,
-                    left,
-                    bottom,
-                    right,
-                }
-            }
-            (None, None) => Padding::default(),
-        },
-        groups: raw.conv.groups.unwrap_or(1),
-    };
     let bias = match raw.bias {
         None => None,
         Some(b) => {
             let dtype = b.dtype.as_deref().unwrap_or("float32");
+            let oc = weight.shape[0];
             let values = load_values("bias", base, b.data, None, b.file.as_deref(), Some(&[oc]))?;
-            Some(bias(dtype, &values.values)?)
+            Some((dtype.to_string(), values.values))
         }
     };
-    let output = output_quant(
-        &raw.output.dtype,
-        raw.output.scale,
-        raw.output.zero_point,
-        raw.output.clamp,
-    )?;
-    let input_zero_point = int32("input.zero_point", input.zero_points.0[0])?;
-    let weight_zero_points = weight_zero_points
-        .iter()
-        .enumerate()
-        .map(|(i, &z)| int32(&format!("weight.zero_point[{i}]"), z))
-        .collect::<Result<Vec<_>>>()?;
-    let mut layer = ConvLayer::new(
-        raw.name.unwrap_or_else(|| "layer".to_string()),
-        conv,
-        Activations {
-            dtype: input.dtype,
-            shape: input.shape,
-            data: input.data,
-            scale: input.scales.map(|(v, _)| v[0]),
-            zero_point: input_zero_point,
-        },
-        Weights {
-            dtype: weight.dtype,
-            shape: weight.shape,
-            data: weight.data,
-            quant: WeightQuant {
-                scales: weight.scales.map(|(v, _)| v),
-                zero_points: weight_zero_points,
-                per_channel,
-            },
-        },
+    let (isa, description) = match raw.source {
+        Some(source) => {
+            let _ = (source.framework, source.note);
+            (source.isa, raw.description)
+        }
+        None => (None, raw.description),
+    };
+    let layer = LayerParts {
+        name: raw.name,
+        input,
+        weight,
         bias,
-        output,
-        raw.conv.relu.unwrap_or(false),
-    )?;
-    layer.padding_mode = padding_mode;
-    if let Some(a) = &raw.output.activation {
-        layer.activation = Some(a.parse().map_err(|e: Error| e.within("output"))?);
-        let named = layer.activation != Some(crate::layer::Activation::None);
-        if let (None, Some(scale), true) = (layer.output.clamp, layer.output.scale, named) {
-            // The quantized range TFLite computes, for engines that read `clamp`.
-            let (lo, hi) = crate::engines::tflite_reference::activation_range(&layer, scale as f32);
-            layer.output.clamp = Some([lo, hi]);
-        }
+        output_dtype: raw.output.dtype,
+        output_scale: raw.output.scale,
+        output_zero_point: raw.output.zero_point,
+        output_clamp: raw.output.clamp,
+        activation: raw.output.activation,
+        kernel: raw.conv.kernel,
+        stride: raw.conv.stride,
+        padding: raw.conv.padding,
+        padding_mode: raw.conv.padding_mode,
+        dilation: raw.conv.dilation,
+        groups: raw.conv.groups,
+        relu: raw.conv.relu,
+        isa,
     }
-    if let Some(source) = raw.source {
-        if let Some(isa) = source.isa {
-            layer.recorded_isa = Some(isa.parse().map_err(|e: Error| e.within("source"))?);
-        }
-        let _ = (source.framework, source.note);
-    }
+    .build()?;
     check_expected(&layer, &raw.expected)?;
     Ok(LayerFile {
         layer,
-        description: raw.description,
+        description,
         expected: raw.expected,
     })
 }

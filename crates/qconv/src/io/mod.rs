@@ -6,6 +6,7 @@ pub mod layer_file;
 pub mod npy;
 pub mod onnx;
 pub mod output;
+pub mod parts;
 pub mod tflite;
 
 use std::collections::BTreeMap;
@@ -166,6 +167,13 @@ impl LoadedLayer {
     }
 }
 
+impl From<ConvLayer> for LoadedLayer {
+    /// A layer with nothing recorded about it.
+    fn from(layer: ConvLayer) -> Self {
+        LoadedLayer::from_layer(layer)
+    }
+}
+
 /// Where an ONNX node's input tensor comes from when it is loaded as a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputPolicy {
@@ -202,6 +210,35 @@ pub fn load_layer_with(
     input: Option<&str>,
     policy: InputPolicy,
 ) -> Result<LoadedLayer> {
+    load_layer_from(spec, input.map(NodeInputSource::File), policy)
+}
+
+/// The input tensor of an ONNX node: an `.npy` file, or the bytes of one already in memory.
+#[derive(Clone, Copy, Debug)]
+pub enum NodeInputSource<'a> {
+    File(&'a str),
+    /// `label` names the tensor in errors (where a file name would be).
+    Npy {
+        label: &'a str,
+        bytes: &'a [u8],
+    },
+}
+
+impl NodeInputSource<'_> {
+    fn label(&self) -> &str {
+        match self {
+            NodeInputSource::File(path) => path,
+            NodeInputSource::Npy { label, .. } => label,
+        }
+    }
+}
+
+/// [`load_layer_with`] with the node input from a file or from memory.
+pub fn load_layer_from(
+    spec: &str,
+    input: Option<NodeInputSource>,
+    policy: InputPolicy,
+) -> Result<LoadedLayer> {
     if let Some((path, node)) = split_onnx_spec(spec) {
         let Some(node) = node else {
             return Err(Error::parse(
@@ -216,7 +253,8 @@ pub fn load_layer_with(
         return Err(Error::invalid(
             "--input",
             format!(
-                "`{input}`: --input gives the input of an ONNX model node (MODEL.onnx#NODE); {spec} carries its own input"
+                "`{}`: --input gives the input of an ONNX model node (MODEL.onnx#NODE); {spec} carries its own input",
+                input.label()
             ),
         ));
     }
@@ -257,7 +295,16 @@ pub fn load_layer_with(
 /// Reads an `.npy` input tensor for `node`: 4-D NCHW, integers of the node's input type, and
 /// the shape the model records where it records one.
 pub fn read_node_input(path: &str, node: &onnx::ConvNode) -> Result<onnx::NodeInput> {
-    let array = npy::parse(path, &read_file(path)?)?;
+    parse_node_input(path, &read_file(path)?, node)
+}
+
+/// [`read_node_input`] on the bytes of an `.npy` file; `path` names it in errors.
+pub fn parse_node_input(
+    path: &str,
+    bytes: &[u8],
+    node: &onnx::ConvNode,
+) -> Result<onnx::NodeInput> {
+    let array = npy::parse(path, bytes)?;
     let shape: [usize; 4] = match array.shape.as_slice() {
         &[n, c, h, w] => [n, c, h, w],
         s => {
@@ -327,13 +374,14 @@ pub fn read_node_input(path: &str, node: &onnx::ConvNode) -> Result<onnx::NodeIn
 fn load_onnx_node(
     path: &str,
     node: &str,
-    input: Option<&str>,
+    input: Option<NodeInputSource>,
     policy: InputPolicy,
 ) -> Result<LoadedLayer> {
     let model = onnx::OnnxModel::read(path)?;
     let conv = model.find_conv(node)?;
     let data = match input {
-        Some(file) => Some(read_node_input(file, &conv)?),
+        Some(NodeInputSource::File(file)) => Some(read_node_input(file, &conv)?),
+        Some(NodeInputSource::Npy { label, bytes }) => Some(parse_node_input(label, bytes, &conv)?),
         None if policy == InputPolicy::Placeholder => None,
         None => {
             return Err(Error::invalid(
