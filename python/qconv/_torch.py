@@ -144,7 +144,8 @@ def from_torch(
     Returns the explanation of every element where the float path (dequantize, float32 conv,
     quantize) and the engine differ.
     """
-    weight_module = hasattr(module, "weight") and callable(getattr(module, "weight", None))
+    # A module (anything with a forward), else a weight tensor.
+    weight_module = hasattr(module, "forward")
     if _is_quantized_tensor(input):
         x, in_scale, in_zp = _per_tensor_params("input", input)
     else:

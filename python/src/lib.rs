@@ -199,6 +199,21 @@ struct Layer {
     source: String,
 }
 
+impl Layer {
+    /// Refuses to compute on a placeholder input (an ONNX node loaded without its input), with
+    /// the message the CLI gives when the input is missing.
+    fn computable(&self) -> qconv::Result<()> {
+        if self.loaded.placeholder_input {
+            io::load_layer_from(&self.source, None, InputPolicy::Required)?;
+            return Err(Error::invalid(
+                "input",
+                "the layer's input is a placeholder: give the node's input tensor",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[pymethods]
 impl Layer {
     /// Builds a layer from arrays and parameters (see `qconv.Layer`).
@@ -418,6 +433,7 @@ impl Layer {
         acc_bits: Option<u32>,
         acc_overflow: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.computable().or_raise(py)?;
         let options = run_options(isa, threads, kernel, acc_bits, acc_overflow).or_raise(py)?;
         let kind = engine(engine_name).or_raise(py)?;
         let loaded = Arc::clone(&self.loaded);
@@ -442,6 +458,7 @@ impl Layer {
         Bound<'py, PyBytes>,
         &'static str,
     )> {
+        self.computable().or_raise(py)?;
         let options = run_options(isa, threads, kernel, None, None).or_raise(py)?;
         let explicit = engines.is_some();
         let wanted: Vec<EngineKind> = match engines {
@@ -502,6 +519,7 @@ impl Layer {
         acc_bits: Option<u32>,
         acc_overflow: Option<&str>,
     ) -> PyResult<Explanation> {
+        self.computable().or_raise(py)?;
         let options = run_options(isa, threads, kernel, acc_bits, acc_overflow).or_raise(py)?;
         let kinds = match engines {
             Some((a, b)) => {
