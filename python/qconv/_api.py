@@ -6,6 +6,7 @@ import html as _html
 import io as _io
 import json as _json
 import os
+from collections import abc as _abc
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -559,6 +560,44 @@ def compare(
     return _layer(input, weight, bias, params).compare(engines, isa=isa, threads=threads, kernel=kernel)
 
 
+class _Elements(_abc.Sequence):
+    """The differing elements of an explanation: a read-only sequence of dicts, converted from
+    the Rust explanation a chunk at a time on first access (a whole ResNet layer can have
+    hundreds of thousands, with millions of causes)."""
+
+    _CHUNK = 2048
+
+    def __init__(self, native: Any, count: int) -> None:
+        self._native = native
+        self._count = count
+        self._chunks: Dict[int, List[Dict[str, Any]]] = {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._count))]
+        i = int(i)
+        if i < 0:
+            i += self._count
+        if not 0 <= i < self._count:
+            raise IndexError("element index out of range")
+        chunk = i // self._CHUNK
+        if chunk not in self._chunks:
+            start = chunk * self._CHUNK
+            self._chunks[chunk] = _json.loads(self._native.elements_json(start, start + self._CHUNK))
+        return self._chunks[chunk][i - chunk * self._CHUNK]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _abc.Sequence) or isinstance(other, (str, bytes)) or len(other) != len(self):
+            return False
+        return all(a == b for a, b in zip(self, other))
+
+    def __repr__(self) -> str:
+        return f"<{self._count} differing elements>"
+
+
 class Explanation(dict):
     """Where two engines differ, element by element, with the integer evidence.
 
@@ -566,13 +605,19 @@ class Explanation(dict):
     ``qconv-explain/1``, documented in the repository's ``docs/explain.md``): ``engines``,
     ``summary`` (per engine and cause kind), ``largest_difference`` and ``elements`` (each
     differing element: every engine's output and accumulator, the exact accumulator and value,
-    and the causes, which add up exactly). ``repr()`` is the text report and ``_repr_html_`` the
-    HTML report, so a notebook shows the heatmaps.
+    and the causes, which add up exactly). ``elements`` is a sequence converted on first access
+    (``list(x["elements"])`` makes a plain list). ``repr()`` is the text report and
+    ``_repr_html_`` the HTML report, so a notebook shows the heatmaps.
     """
 
     def __init__(self, native: Any) -> None:
-        super().__init__(_json.loads(native.json()))
+        super().__init__(_json.loads(native.header_json()))
+        self["elements"] = _Elements(native, int(self["differing_elements"]))
         self._native = native
+
+    def to_json(self) -> str:
+        """The JSON text ``qconv explain --format json`` prints."""
+        return self._native.json()
 
     def text(self, detail: int = 5, limit: Optional[int] = None) -> str:
         """The text report: the cause summary, ``detail`` elements told in words, and a table of

@@ -595,6 +595,21 @@ impl Explanation {
         py.detach(move || qconv::explain::to_json_string(&x.to_json()))
     }
 
+    /// The explanation as JSON text without its elements (`elements` is empty).
+    fn header_json(&self) -> String {
+        qconv::explain::to_json_string(&self.inner.to_json_header())
+    }
+
+    /// The JSON array of the elements `start..end` (clamped to the number of elements).
+    fn elements_json(&self, py: Python<'_>, start: usize, end: usize) -> String {
+        let x = Arc::clone(&self.inner);
+        py.detach(move || {
+            let end = end.min(x.elements.len());
+            let start = start.min(end);
+            qconv::explain::to_json_string(&x.elements_json(start..end))
+        })
+    }
+
     /// The text report, as `qconv explain` prints it.
     #[pyo3(signature = (detail=5, limit=None))]
     fn text(&self, py: Python<'_>, detail: usize, limit: Option<usize>) -> String {

@@ -272,13 +272,28 @@ pub fn saturated_pairs_in_rows(
         }
     };
     let mut out = Vec::new();
-    for (p, (a, w)) in row.chunks(2).zip(weights.chunks(2)).enumerate() {
-        let sum: i32 = a.iter().zip(w).map(|(&a, &w)| a * w).sum();
+    let pairs = row.chunks_exact(2).zip(weights.chunks_exact(2));
+    for (p, (a, w)) in pairs.enumerate() {
+        let sum = a[0] * w[0] + a[1] * w[1];
         let saturated = sat16(sum);
         if saturated != sum {
             out.push(SaturatedPair {
                 pair: p,
-                taps: PairTaps::new(tap(2 * p), (a.len() == 2).then(|| tap(2 * p + 1))),
+                taps: PairTaps::new(tap(2 * p), Some(tap(2 * p + 1))),
+                sum,
+                saturated,
+            });
+        }
+    }
+    if row.len() % 2 == 1 {
+        // An odd reduction ends with a lone product, which never saturates int16 (|a w| <= 2^15).
+        let k = row.len() - 1;
+        let sum = row[k] * weights[k];
+        let saturated = sat16(sum);
+        if saturated != sum {
+            out.push(SaturatedPair {
+                pair: k / 2,
+                taps: PairTaps::new(tap(k), None),
                 sum,
                 saturated,
             });

@@ -127,6 +127,13 @@ fn detail(c: &Cause) -> Value {
 
 /// The whole explanation as JSON.
 pub(super) fn explanation(x: &Explanation) -> Value {
+    let mut v = header(x);
+    v["elements"] = elements(x, 0..x.elements.len());
+    v
+}
+
+/// The `elements` array of the explanation, restricted to `range` (in element order).
+pub(super) fn elements(x: &Explanation, range: std::ops::Range<usize>) -> Value {
     let labels: Vec<String> = x.engines.iter().map(|e| e.label()).collect();
     let label_of = |c: &Cause| {
         x.engines
@@ -141,8 +148,7 @@ pub(super) fn explanation(x: &Explanation) -> Value {
         }
         Value::Object(m)
     };
-    let elements: Vec<Value> = x
-        .elements
+    let elements: Vec<Value> = x.elements[range]
         .iter()
         .map(|el| {
             object([
@@ -174,6 +180,13 @@ pub(super) fn explanation(x: &Explanation) -> Value {
             ])
         })
         .collect();
+    Value::Array(elements)
+}
+
+/// Everything but the elements: schema, layer, shape, engines, counts, summary, largest
+/// difference; `elements` is an empty array.
+pub(super) fn header(x: &Explanation) -> Value {
+    let labels: Vec<String> = x.engines.iter().map(|e| e.label()).collect();
     let summary: Vec<Value> = x
         .cause_counts()
         .into_iter()
@@ -217,6 +230,6 @@ pub(super) fn explanation(x: &Explanation) -> Value {
                 object([("difference", Value::from(d)), ("index", index(i))])
             }),
         ),
-        ("elements", Value::Array(elements)),
+        ("elements", Value::Array(Vec::new())),
     ])
 }

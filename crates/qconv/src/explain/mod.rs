@@ -343,6 +343,16 @@ impl Explanation {
     pub fn to_json(&self) -> Value {
         json::explanation(self)
     }
+
+    /// [`Explanation::to_json`] without the elements (`elements` is empty): cheap for any size.
+    pub fn to_json_header(&self) -> Value {
+        json::header(self)
+    }
+
+    /// The JSON of the elements in `range` (an array, as in [`Explanation::to_json`]).
+    pub fn elements_json(&self, range: std::ops::Range<usize>) -> Value {
+        json::elements(self, range)
+    }
 }
 
 /// The raw values an engine's int16 pairs are formed from (after any offset its kernel applies):

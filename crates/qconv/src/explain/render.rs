@@ -309,40 +309,57 @@ pub fn text(x: &Explanation, detailed: usize, limit: usize) -> String {
             let _ = write!(out, "  {h:>w$}", w = h.len().max(8));
         }
         let _ = writeln!(out, "  causes");
+        let value_widths: Vec<usize> = labels.iter().map(|l| l.len().max(4)).collect();
+        let acc_widths: Vec<usize> = labels.iter().map(|l| (l.len() + 4).max(8)).collect();
+        // Per engine and cause kind: (causes, acc delta) of the row, gathered in one pass.
+        let kinds = super::CauseKind::ALL;
+        let mut tally = vec![(0usize, 0i64); x.engines.len() * kinds.len()];
         for el in x.elements.iter().take(limit) {
             let _ = write!(out, "{:<index_width$}", coords(el.index));
-            for (l, v) in labels.iter().zip(&el.values) {
-                let _ = write!(out, "  {v:>w$}", w = l.len().max(4));
+            for (v, w) in el.values.iter().zip(&value_widths) {
+                let _ = write!(out, "  {v:>w$}");
             }
             let _ = write!(out, "  {:>12}", el.exact_acc);
-            for (l, a) in labels.iter().zip(&el.acc) {
-                let _ = write!(out, "  {a:>w$}", w = format!("acc {l}").len().max(8));
+            for (a, w) in el.acc.iter().zip(&acc_widths) {
+                let _ = write!(out, "  {a:>w$}");
             }
-            let mut parts = Vec::new();
-            for (info, l) in x.engines.iter().zip(&labels) {
-                let mut kinds: Vec<String> = Vec::new();
-                for kind in super::CauseKind::ALL {
-                    let cs: Vec<&Cause> = el
-                        .causes
-                        .iter()
-                        .filter(|c| c.engine == info.engine && c.kind == kind)
-                        .collect();
-                    if cs.is_empty() {
+            tally.fill((0, 0));
+            for c in &el.causes {
+                let e = x.engines.iter().position(|i| i.engine == c.engine);
+                let k = kinds.iter().position(|&k| k == c.kind);
+                if let (Some(e), Some(k)) = (e, k) {
+                    let t = &mut tally[e * kinds.len() + k];
+                    t.0 += 1;
+                    t.1 += c.acc_delta;
+                }
+            }
+            out.push_str("  ");
+            let mut first_engine = true;
+            for (e, l) in labels.iter().enumerate() {
+                let mut first_kind = true;
+                for (k, kind) in kinds.iter().enumerate() {
+                    let (n, delta) = tally[e * kinds.len() + k];
+                    if n == 0 {
                         continue;
                     }
-                    let delta: i64 = cs.iter().map(|c| c.acc_delta).sum();
-                    kinds.push(match (kind, cs.len()) {
-                        (CauseKind::PairSaturation, n) => {
-                            format!("pair-saturation x{n} ({})", signed(delta))
+                    if first_kind {
+                        if !first_engine {
+                            out.push_str("; ");
                         }
-                        (k, _) => k.name().to_string(),
-                    });
-                }
-                if !kinds.is_empty() {
-                    parts.push(format!("{l}: {}", kinds.join(", ")));
+                        let _ = write!(out, "{l}: ");
+                        first_engine = false;
+                    } else {
+                        out.push_str(", ");
+                    }
+                    first_kind = false;
+                    if *kind == CauseKind::PairSaturation {
+                        let _ = write!(out, "pair-saturation x{n} ({})", signed(delta));
+                    } else {
+                        out.push_str(kind.name());
+                    }
                 }
             }
-            let _ = writeln!(out, "  {}", parts.join("; "));
+            out.push('\n');
         }
         if x.elements.len() > limit {
             let _ = writeln!(out, "... {} more rows (--limit)", x.elements.len() - limit);
