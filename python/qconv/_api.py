@@ -681,17 +681,14 @@ def explain(
     )
 
 
-class CheckReport(dict):
-    """The saturation check of a layer: a ``dict`` (schema ``qconv-check/1``) with the engine's
-    route, the input range analysed, ``can_saturate``, every channel's pair sums, risky pairs and
-    worst error (accumulator and output steps), what the layer's own input does, and fixes.
-    ``repr()`` is the report ``qconv check`` prints."""
+class _Report(dict):
+    """A JSON report as a ``dict``, whose ``repr()`` is the text the CLI prints."""
 
     _text = ""
 
     @property
     def can_saturate(self) -> bool:
-        """Whether some input in the range (or the layer's own input) saturates a pair."""
+        """Whether something can saturate (see the subclass)."""
         return bool(self["can_saturate"])
 
     def __repr__(self) -> str:
@@ -699,6 +696,14 @@ class CheckReport(dict):
 
     def _repr_html_(self) -> str:
         return f"<pre>{_html.escape(self._text)}</pre>"
+
+
+class CheckReport(_Report):
+    """The saturation check of a layer: a ``dict`` (schema ``qconv-check/1``) with the engine's
+    route, the input range analysed, ``can_saturate`` (some input in the range, or the layer's
+    own input, saturates a pair), every channel's pair sums, risky pairs and worst error
+    (accumulator and output steps), what the layer's own input does, and fixes. ``repr()`` is the
+    report ``qconv check`` prints."""
 
 
 def check(
@@ -774,23 +779,10 @@ def tflite_layers(path: Union[str, os.PathLike]) -> List[Dict[str, Any]]:
     return out
 
 
-class ModelCheck(dict):
+class ModelCheck(_Report):
     """The saturation audit of a whole ONNX model (schema ``qconv-model-check/1``): one entry
-    per convolution node with a verdict per ISA. ``repr()`` is the table ``qconv check
-    MODEL.onnx`` prints."""
-
-    _text = ""
-
-    @property
-    def can_saturate(self) -> bool:
-        """Whether some node can saturate on some checked ISA."""
-        return bool(self["can_saturate"])
-
-    def __repr__(self) -> str:
-        return self._text
-
-    def _repr_html_(self) -> str:
-        return f"<pre>{_html.escape(self._text)}</pre>"
+    per convolution node with a verdict per ISA; ``can_saturate`` says whether some node can
+    saturate on some checked ISA. ``repr()`` is the table ``qconv check MODEL.onnx`` prints."""
 
 
 def check_model(

@@ -63,38 +63,36 @@ impl<T> OrRaise<T> for qconv::Result<T> {
     }
 }
 
-/// Little-endian `int64` bytes to integers.
-fn i64s(field: &str, bytes: &[u8]) -> qconv::Result<Vec<i64>> {
+/// Little-endian 8-byte values (`type_name` names their type in errors).
+fn words<T>(
+    field: &str,
+    type_name: &str,
+    bytes: &[u8],
+    from: impl Fn([u8; 8]) -> T,
+) -> qconv::Result<Vec<T>> {
     if !bytes.len().is_multiple_of(8) {
         return Err(Error::invalid(
             field,
             format!(
-                "{} bytes is not a whole number of int64 values",
+                "{} bytes is not a whole number of {type_name} values",
                 bytes.len()
             ),
         ));
     }
     Ok(bytes
         .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .map(|c| from(c.try_into().expect("8 bytes")))
         .collect())
+}
+
+/// Little-endian `int64` bytes to integers.
+fn i64s(field: &str, bytes: &[u8]) -> qconv::Result<Vec<i64>> {
+    words(field, "int64", bytes, i64::from_le_bytes)
 }
 
 /// Little-endian `float64` bytes to numbers.
 fn f64s(field: &str, bytes: &[u8]) -> qconv::Result<Vec<f64>> {
-    if !bytes.len().is_multiple_of(8) {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "{} bytes is not a whole number of float64 values",
-                bytes.len()
-            ),
-        ));
-    }
-    Ok(bytes
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect())
+    words(field, "float64", bytes, f64::from_le_bytes)
 }
 
 fn le_bytes<T: Copy, const N: usize>(values: &[T], to: impl Fn(T) -> [u8; N]) -> Vec<u8> {
