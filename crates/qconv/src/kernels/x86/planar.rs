@@ -174,6 +174,9 @@ pub unsafe fn requantize_f32_avx2<A: EstimateInput, T: EstimateOutput>(
             0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1,
             -1, -1, -1, -1, -1, -1, -1, -1, -1,
         );
+        // The flags of the current 64 elements, kept in a register: a read-modify-write of
+        // `unsure` in every iteration would chain the iterations through memory.
+        let mut word = 0u64;
         let mut i = 0;
         while i + 8 <= n {
             let a = if A::IS_F32 {
@@ -190,7 +193,7 @@ pub unsafe fn requantize_f32_avx2<A: EstimateInput, T: EstimateOutput>(
             let r = _mm256_sub_ps(t, magic);
             let d = _mm256_and_ps(_mm256_sub_ps(v, r), abs);
             let bad = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(d, thr)) as u64;
-            *unsure.add(i / 64) |= bad << (i % 64);
+            word |= bad << (i % 64);
             let q = _mm256_sub_epi32(_mm256_castps_si256(t), bias);
             match size_of::<T>() {
                 1 => {
@@ -202,6 +205,13 @@ pub unsafe fn requantize_f32_avx2<A: EstimateInput, T: EstimateOutput>(
                 _ => _mm256_storeu_si256(out.add(i) as *mut __m256i, q),
             }
             i += 8;
+            if i % 64 == 0 {
+                *unsure.add((i - 1) / 64) = word;
+                word = 0;
+            }
+        }
+        if i % 64 != 0 {
+            *unsure.add(i / 64) = word;
         }
         if i < n {
             // Fewer than 8 left, all in the last word (i is a multiple of 8).
