@@ -30,24 +30,99 @@ def _invalid(field_name: str, message: str) -> InvalidLayerError:
     return error
 
 
+def _article(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+# Integers the Rust side takes as 64-bit; larger values are refused here with a field name.
+_INT_LIMIT = 1 << 62
+
+
+def _int(field_name: str, value: Any, minimum: Optional[int] = None) -> int:
+    """An integer argument: a Python or NumPy integer (not a bool, float or string)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise _invalid(field_name, f"{value!r}: expected an integer")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise _invalid(field_name, f"{v}: expected an integer >= {minimum}")
+    if abs(v) >= _INT_LIMIT:
+        raise _invalid(field_name, f"{v} is out of range")
+    return v
+
+
+def _optional_int(field_name: str, value: Any, minimum: Optional[int] = None) -> Optional[int]:
+    return None if value is None else _int(field_name, value, minimum)
+
+
+def _float(field_name: str, value: Any) -> float:
+    """A number argument: a Python or NumPy int or float (not a bool or string)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise _invalid(field_name, f"{value!r}: expected a number")
+    return float(value)
+
+
+def _bool(field_name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise _invalid(field_name, f"{value!r}: expected True or False")
+    return bool(value)
+
+
+def _ints(field_name: str, value: Any, count: Optional[int] = None, minimum: Optional[int] = None) -> List[int]:
+    """A sequence of integers (of `count` of them when given)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (_abc.Sequence, np.ndarray)):
+        raise _invalid(field_name, f"{value!r}: expected a sequence of integers")
+    values = [_int(field_name, v, minimum) for v in value]
+    if count is not None and len(values) != count:
+        raise _invalid(field_name, f"{value!r}: expected {count} integers")
+    return values
+
+
+def _names(field_name: str, value: Any) -> List[str]:
+    """A list of names (engines, ISAs); a lone string is refused rather than split."""
+    if isinstance(value, str) or not isinstance(value, _abc.Iterable):
+        raise _invalid(field_name, f"{value!r}: expected a list of names, e.g. ['exact', 'fbgemm']")
+    names = list(value)
+    if not all(isinstance(n, str) for n in names):
+        raise _invalid(field_name, f"{value!r}: expected a list of names")
+    return names
+
+
+def _asarray(field_name: str, value: ArrayLike) -> np.ndarray:
+    """`value` as a NumPy array; quantized and autograd PyTorch tensors are handled by name."""
+    if getattr(value, "is_quantized", False):
+        raise _invalid(
+            field_name,
+            "a quantized torch tensor: pass its .int_repr() with its scale and zero point, or use "
+            "qconv.from_torch",
+        )
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu()
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise _invalid(field_name, f"not an array of numbers ({e})") from None
+
+
 def _integer_array(field_name: str, value: ArrayLike, dtype: Optional[str]) -> Tuple[np.ndarray, str]:
     """The integers of a quantized tensor and the name of its quantized type."""
-    array = np.asarray(value)
+    array = _asarray(field_name, value)
     if array.dtype.kind not in "iub":
         raise _invalid(
             field_name,
-            f"a {array.dtype} array; qconv takes the quantized integers (a uint8 or int8 array, "
-            "or integers with the type named by "
-            f"{field_name}_dtype=)",
+            f"{_article(str(array.dtype))} array; qconv takes the quantized integers (a uint8 or "
+            f"int8 array, or integers with the type named by {field_name}_dtype=)",
         )
     if dtype is None:
         if array.dtype.name not in _QUANTIZED_TYPES:
             raise _invalid(
                 field_name,
-                f"a {array.dtype} array: name its quantized type with {field_name}_dtype='uint8' "
-                "or 'int8', or pass a uint8 / int8 array",
+                f"{_article(str(array.dtype))} array: name its quantized type with "
+                f"{field_name}_dtype='uint8' or 'int8', or pass a uint8 / int8 array",
             )
         dtype = array.dtype.name
+    if array.dtype.kind == "u" and array.dtype.itemsize == 8 and array.size and array.max() >= 1 << 63:
+        i = int(np.argmax(array.ravel() >= 1 << 63))
+        raise _invalid(f"{field_name}.data", f"element {i} is {int(array.ravel()[i])}, not a 64-bit signed integer")
     return array, dtype
 
 
@@ -57,25 +132,33 @@ def _values_bytes(array: np.ndarray) -> bytes:
 
 def _one_or_many(field_name: str, value: Any, kind: type) -> Tuple[List[Any], bool]:
     """A scale or zero point given as one number or as one per channel."""
-    array = np.asarray(value)
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise _invalid(field_name, f"{value!r}: expected {'integers' if kind is int else 'numbers'}")
+    array = _asarray(field_name, value)
     if array.ndim > 1:
         raise _invalid(field_name, f"shape {array.shape}: give one value or a 1-D list")
-    if kind is int and array.dtype.kind not in "iub":
-        raise _invalid(field_name, f"{value!r}: expected integers")
-    if kind is float and array.dtype.kind not in "iuf":
-        raise _invalid(field_name, f"{value!r}: expected numbers")
+    convert = (lambda v: _int(field_name, v)) if kind is int else (lambda v: _float(field_name, v))
     if array.ndim == 0:
-        return [kind(array.item())], False
-    return [kind(v) for v in array.tolist()], True
+        return [convert(array.item())], False
+    return [convert(v) for v in array.tolist()], True
 
 
 def _pair(field_name: str, value: IntPair) -> List[int]:
-    if isinstance(value, (int, np.integer)):
-        return [int(value), int(value)]
-    values = [int(v) for v in value]
-    if len(values) != 2:
-        raise _invalid(field_name, f"{value!r}: expected one integer or two ([h, w])")
-    return values
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        v = _int(field_name, value, 0)
+        return [v, v]
+    return _ints(field_name, value, 2, 0)
+
+
+def _padding(value: Any) -> Tuple[Optional[List[int]], Optional[str]]:
+    """`(amounts, mode)` from an int, 2 or 4 ints, or a mode name."""
+    if isinstance(value, str):
+        return None, value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        v = _int("conv.padding", value, 0)
+        return [v, v], None
+    values = _ints("conv.padding", value, None, 0)
+    return values, None
 
 
 def _tensor(
@@ -87,6 +170,7 @@ def _tensor(
     axis: Optional[int],
 ) -> tuple:
     array, dtype = _integer_array(field_name, value, dtype)
+    axis = _optional_int(f"{field_name}.axis", axis)
     scales = None
     scales_many = False
     if scale is not None:
@@ -111,7 +195,7 @@ def _frombuffer(data: bytes, dtype: str, shape: Sequence[int]) -> np.ndarray:
 _NUMPY_TYPE = {"uint8": "uint8", "int8": "int8", "int32": "int32"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Output:
     """One engine's result on a layer."""
 
@@ -160,9 +244,10 @@ class Layer:
         input: quantized activations, ``[N, C, H, W]``: a uint8 or int8 array (or integers with
             ``input_dtype``).
         weight: quantized weight, ``[OC, C / groups, kh, kw]``: int8 (or uint8) array.
-        bias: ``None``; float values (real units, as PyTorch takes them, used as float32); or an
-            int32 array (already quantized with scale ``input_scale * weight_scale[oc]``, as ONNX
-            and TFLite take it). ``bias_dtype`` overrides the choice.
+        bias: ``None``; float values (real units, as PyTorch takes them, used as float32); or
+            integers of any integer dtype, taken as the int32 bias already quantized with scale
+            ``input_scale * weight_scale[oc]`` (as ONNX and TFLite take it). Note ``[1]`` and
+            ``[1.0]`` differ. ``bias_dtype`` (``"float32"`` / ``"int32"``) overrides the choice.
         input_scale, input_zero_point: per-tensor input quantization (``input_scale=None``
             for ONNX ConvInteger).
         weight_scale, weight_zero_point: one value (per-tensor) or one per output channel.
@@ -210,40 +295,33 @@ class Layer:
         weight_args = _tensor("weight", weight, weight_dtype, weight_scale, weight_zero_point, weight_axis)
         bias_args = None
         if bias is not None:
-            values = np.asarray(bias)
+            values = _asarray("bias", bias)
+            if values.dtype.kind not in "iuf" or values.dtype.kind == "b":
+                raise _invalid("bias", f"{_article(str(values.dtype))} array: expected numbers")
             if bias_dtype is None:
                 bias_dtype = "int32" if values.dtype.kind in "iu" else "float32"
-            if values.dtype.kind not in "iuf":
-                raise _invalid("bias", f"a {values.dtype} array: expected numbers")
             if values.ndim != 1:
                 raise _invalid("bias", f"shape {values.shape}: expected one value per output channel")
             bias_args = (bias_dtype, np.ascontiguousarray(values, dtype="<f8").tobytes())
         if output_dtype is None:
             output_dtype = input_args[0] if output_scale is not None else "int32"
-        padding_list: Optional[List[int]] = None
-        padding_mode = None
-        if isinstance(padding, str):
-            padding_mode = padding
-        elif isinstance(padding, (int, np.integer)):
-            padding_list = [int(padding), int(padding)]
-        else:
-            padding_list = [int(p) for p in padding]
+        padding_list, padding_mode = _padding(padding)
         self._native = _native.Layer.from_arrays(
             name,
             input_args,
             weight_args,
             bias_args,
             output_dtype,
-            None if output_scale is None else float(output_scale),
-            int(output_zero_point),
-            None if output_clamp is None else [int(v) for v in output_clamp],
+            None if output_scale is None else _float("output.scale", output_scale),
+            _int("output.zero_point", output_zero_point),
+            None if output_clamp is None else _ints("output.clamp", output_clamp, 2),
             activation,
             _pair("conv.stride", stride),
             padding_list,
             padding_mode,
             _pair("conv.dilation", dilation),
-            int(groups),
-            bool(relu),
+            _int("conv.groups", groups, 0),
+            _bool("relu", relu),
             None,
         )
 
@@ -298,24 +376,52 @@ class Layer:
         return self._native.placeholder_input
 
     def parameters(self) -> Dict[str, Any]:
-        """The layer's tensors (NumPy arrays) and quantization and geometry parameters."""
-        p = dict(self._native.parameters())
-        p["input"] = _frombuffer(p["input"], "int32", p["input_shape"]).astype(_NUMPY_TYPE[p["input_dtype"]])
-        p["weight"] = _frombuffer(p["weight"], "int32", p["weight_shape"]).astype(_NUMPY_TYPE[p["weight_dtype"]])
-        if p["bias"] is not None:
-            p["bias"] = _frombuffer(p["bias"], p["bias_dtype"], [-1])
-        return p
+        """The layer's tensors (NumPy arrays) and parameters, as the keyword arguments of
+        :class:`Layer`: ``qconv.Layer(**layer.parameters())`` builds the same layer."""
+        p = self._native.parameters()
+        out: Dict[str, Any] = {
+            "input": _frombuffer(p["input"], "int32", p["input_shape"]).astype(_NUMPY_TYPE[p["input_dtype"]]),
+            "weight": _frombuffer(p["weight"], "int32", p["weight_shape"]).astype(_NUMPY_TYPE[p["weight_dtype"]]),
+            "bias": None if p["bias"] is None else _frombuffer(p["bias"], p["bias_dtype"], [-1]),
+            "bias_dtype": p["bias_dtype"],
+            "input_scale": p["input_scale"],
+            "input_zero_point": p["input_zero_point"],
+            "input_dtype": p["input_dtype"],
+            "weight_scale": p["weight_scale"] if p["per_channel"] else (p["weight_scale"] or [None])[0],
+            "weight_zero_point": p["weight_zero_point"] if p["per_channel"] else p["weight_zero_point"][0],
+            "weight_axis": 0 if p["per_channel"] else None,
+            "weight_dtype": p["weight_dtype"],
+            "output_scale": p["output_scale"],
+            "output_zero_point": p["output_zero_point"],
+            "output_dtype": p["output_dtype"],
+            "output_clamp": None if p["output_clamp"] is None else tuple(p["output_clamp"]),
+            "activation": p["activation"],
+            "stride": tuple(p["stride"]),
+            "padding": p["padding_mode"] or tuple(p["padding"]),
+            "dilation": tuple(p["dilation"]),
+            "groups": p["groups"],
+            "relu": p["relu"],
+            "name": self.name,
+        }
+        return out
+
+    @property
+    def padding(self) -> Tuple[int, int, int, int]:
+        """The padding amounts ``(top, left, bottom, right)`` (computed for ``same`` /
+        ``valid``)."""
+        return tuple(self._native.parameters()["padding"])
 
     @property
     def input(self) -> np.ndarray:
         """The quantized input, ``[N, C, H, W]``."""
-        return self.parameters()["input"]
+        p = self._native.parameters()
+        return _frombuffer(p["input"], "int32", p["input_shape"]).astype(_NUMPY_TYPE[p["input_dtype"]])
 
     def with_input(self, input: ArrayLike) -> "Layer":
         """The same layer on other input values (same shape and type)."""
-        array = np.asarray(input)
+        array = _asarray("input", input)
         if array.dtype.kind not in "iub":
-            raise _invalid("input", f"a {array.dtype} array; expected the quantized integers")
+            raise _invalid("input", f"{_article(str(array.dtype))} array; expected the quantized integers")
         return Layer._wrap(self._native.with_input(list(array.shape), _values_bytes(array)))
 
     def describe(self) -> str:
@@ -338,6 +444,7 @@ class Layer:
         acc_overflow: Optional[str] = None,
     ) -> Output:
         """Runs one engine model (see :func:`conv2d` for the arguments)."""
+        threads, acc_bits = _optional_int("threads", threads, 0), _optional_int("acc_bits", acc_bits, 0)
         return Output._from_native(self._native.run(engine, isa, threads, kernel, acc_bits, acc_overflow))
 
     def compare(
@@ -349,9 +456,17 @@ class Layer:
         kernel: Optional[str] = None,
     ) -> "Comparison":
         """Runs several engines and finds where they differ (see :func:`compare`)."""
+        names = None if engines is None else _names("engines", engines)
+        if names is not None and len(set(names)) < 2:
+            raise _invalid("engines", f"{names!r}: name at least two engines to compare")
         outputs, refusals, real, modelled = self._native.compare(
-            None if engines is None else list(engines), isa, threads, kernel
+            names, isa, _optional_int("threads", threads, 0), kernel
         )
+        if len(outputs) < 2:
+            raise _invalid(
+                "engines",
+                "fewer than two engines accept this layer, nothing to compare (" + "; ".join(refusals) + ")",
+            )
         return Comparison(
             layer=self,
             outputs=[Output._from_native(o) for o in outputs],
@@ -372,8 +487,9 @@ class Layer:
     ) -> "Explanation":
         """Accounts for every element where two engines differ (see :func:`explain`)."""
         pair = None
+        threads, acc_bits = _optional_int("threads", threads, 0), _optional_int("acc_bits", acc_bits, 0)
         if engines is not None:
-            names = list(engines)
+            names = _names("engines", engines)
             if len(names) != 2:
                 raise _invalid("engines", f"{names!r}: name two engines, e.g. ('exact', 'fbgemm')")
             pair = (names[0], names[1])
@@ -392,7 +508,10 @@ class Layer:
         if engine is None:
             engine = "onnxruntime" if ".onnx#" in self._native.source else "fbgemm"
         text_json, text, modelled = self._native.check(
-            engine, isa, None if input_range is None else tuple(int(v) for v in input_range), use_input
+            engine,
+            isa,
+            None if input_range is None else tuple(_ints("input_range", input_range, 2)),
+            _bool("use_input", use_input),
         )
         report = CheckReport(_json.loads(text_json))
         report._text = f"layer   {self.describe()}\nisa     {modelled}\n{text}"
@@ -489,7 +608,8 @@ class Comparison:
         return out
 
     def table(self, limit: Optional[int] = 50) -> str:
-        """The report ``qconv compare`` prints: the differing elements, then the pairwise counts."""
+        """A report in the layout of ``qconv compare``: each engine's route, the differing
+        elements with the exact real value, then the pairwise counts."""
         labels = [o.label for o in self.outputs]
         lines = [f"layer   {self.layer.describe()}"]
         if any(o.isa for o in self.outputs):
@@ -605,14 +725,21 @@ class Explanation(dict):
     ``qconv-explain/1``, documented in the repository's ``docs/explain.md``): ``engines``,
     ``summary`` (per engine and cause kind), ``largest_difference`` and ``elements`` (each
     differing element: every engine's output and accumulator, the exact accumulator and value,
-    and the causes, which add up exactly). ``elements`` is a sequence converted on first access
-    (``list(x["elements"])`` makes a plain list). ``repr()`` is the text report and
+    and the causes, which add up exactly). ``elements`` is a list; above
+    ``Explanation.LAZY_ELEMENTS`` differing elements (a whole ResNet layer can have 200,000, with
+    millions of causes) it is a read-only sequence converted a chunk at a time on access, and
+    :meth:`to_json` gives the CLI's JSON text. ``repr()`` is the text report and
     ``_repr_html_`` the HTML report, so a notebook shows the heatmaps.
     """
 
+    # Explanations with more differing elements than this keep them in Rust until read.
+    LAZY_ELEMENTS = 20_000
+
     def __init__(self, native: Any) -> None:
         super().__init__(_json.loads(native.header_json()))
-        self["elements"] = _Elements(native, int(self["differing_elements"]))
+        count = int(self["differing_elements"])
+        elements = _Elements(native, count)
+        self["elements"] = elements if count > self.LAZY_ELEMENTS else list(elements)
         self._native = native
 
     def to_json(self) -> str:
@@ -622,11 +749,11 @@ class Explanation(dict):
     def text(self, detail: int = 5, limit: Optional[int] = None) -> str:
         """The text report: the cause summary, ``detail`` elements told in words, and a table of
         at most ``limit`` rows."""
-        return self._native.text(detail, limit)
+        return self._native.text(_int("detail", detail, 0), _optional_int("limit", limit, 0))
 
     def html(self, limit: Optional[int] = None) -> str:
         """The self-contained HTML report (per-channel heatmaps, histogram, causes, table)."""
-        return self._native.html(limit)
+        return self._native.html(_optional_int("limit", limit, 0))
 
     def save_html(self, path: Union[str, os.PathLike]) -> None:
         """Writes the HTML report to ``path``."""
@@ -797,8 +924,8 @@ def check_model(
     text_json, text = _native.check_model(
         os.fspath(path),
         engine,
-        None if isas is None else list(isas),
-        None if input_range is None else tuple(int(v) for v in input_range),
+        None if isas is None else _names("isas", isas),
+        None if input_range is None else tuple(_ints("input_range", input_range, 2)),
     )
     report = ModelCheck(_json.loads(text_json))
     report._text = text

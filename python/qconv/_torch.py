@@ -161,6 +161,27 @@ def from_torch(
         raise _invalid("input.shape", f"{list(x.shape)}: expected 4 dimensions (NCHW)")
 
     if weight_module:
+        given = {
+            name: value
+            for name, value, default in (
+                ("weight_scale", weight_scale, None),
+                ("weight_zero_point", weight_zero_point, 0),
+                ("bias", bias, None),
+                ("output_scale", output_scale, None),
+                ("output_zero_point", output_zero_point, 0),
+                ("stride", stride, 1),
+                ("padding", padding, 0),
+                ("dilation", dilation, 1),
+                ("groups", groups, 1),
+                ("relu", relu, False),
+            )
+            if value is not default and not (isinstance(value, (int, float)) and value == default)
+        }
+        if given:
+            raise TypeError(
+                "the module carries its own weights, bias, output quantization and geometry; "
+                f"unexpected: {', '.join(given)}"
+            )
         kind = type(module).__name__
         origin = type(module).__module__
         if kind not in ("Conv2d", "ConvReLU2d") or ".quantized" not in origin:
@@ -239,11 +260,12 @@ def from_torch(
         )
     modelled_isa = isa or host_isa()
 
+    # qconv first: a layer the engine refuses raises qconv's RefusedError, not PyTorch's error.
+    explanation = layer.explain(("float-path", engine), isa=modelled_isa)
     torch_output = None
     if weight_module and run_module and _is_quantized_tensor(input):
         torch_output = module(input).int_repr().cpu().numpy()
 
-    explanation = layer.explain(("float-path", engine), isa=modelled_isa)
     result = TorchExplanation.__new__(TorchExplanation)
     Explanation.__init__(result, explanation._native)
     result.layer = layer

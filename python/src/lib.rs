@@ -23,9 +23,26 @@ use qconv::{Bias, Error, Isa, RunOptions};
 /// Raises a library error as the exception class of `qconv._errors` that matches its kind, with
 /// the library's message (the CLI prints the same text) and its fields as attributes.
 fn raise(py: Python<'_>, e: Error) -> PyErr {
-    let message = e.to_string();
+    let mut message = e.to_string();
     let (class, attributes): (&str, Vec<(&str, String)>) = match e {
-        Error::Invalid { field, .. } => ("InvalidLayerError", vec![("field", field)]),
+        Error::Invalid {
+            field,
+            message: text,
+        } => {
+            // The library names some fields by their command-line option; Python has keywords.
+            let python = match field.as_str() {
+                "--input" => "input",
+                "--input-range" => "input_range",
+                "acc-bits" => "acc_bits",
+                "acc-overflow" => "acc_overflow",
+                other => other,
+            }
+            .to_string();
+            if python != field {
+                message = format!("{python}: {text}");
+            }
+            ("InvalidLayerError", vec![("field", python)])
+        }
         Error::Refused { engine, reason } => {
             ("RefusedError", vec![("engine", engine), ("reason", reason)])
         }
@@ -238,7 +255,7 @@ impl Layer {
         relu: bool,
         isa: Option<String>,
     ) -> PyResult<Layer> {
-        let build = || -> qconv::Result<LoadedLayer> {
+        let build = move || -> qconv::Result<LoadedLayer> {
             let input = tensor_parts("input", input)?;
             let weight = tensor_parts("weight", weight)?;
             let bias = match bias {
@@ -268,7 +285,7 @@ impl Layer {
             Ok(LoadedLayer::from(layer))
         };
         Ok(Layer {
-            loaded: Arc::new(build().or_raise(py)?),
+            loaded: Arc::new(py.detach(build).or_raise(py)?),
             source: "arrays".to_string(),
         })
     }

@@ -87,7 +87,7 @@ def test_array_shape_and_type_errors():
         qconv.Layer(INPUT[0, 0], WEIGHT, BIAS, **PARAMS)
     with pytest.raises(qconv.InvalidLayerError, match="input: a float32 array"):
         qconv.Layer(INPUT.astype(np.float32), WEIGHT, BIAS, **PARAMS)
-    with pytest.raises(qconv.InvalidLayerError, match="input: a int64 array"):
+    with pytest.raises(qconv.InvalidLayerError, match="input: an int64 array"):
         qconv.Layer(INPUT.astype(np.int64), WEIGHT, BIAS, **PARAMS)
     with pytest.raises(qconv.InvalidLayerError, match="outside uint8"):
         qconv.Layer(INPUT.astype(np.int64) + 100, WEIGHT, BIAS, input_dtype="uint8", **PARAMS)
@@ -155,3 +155,104 @@ def test_onnx_node_errors(cli):
         qconv.load_layer(f"{model}#0", input=np.zeros((1, 3, 7, 7, 1), np.uint8))
     with pytest.raises(qconv.ParseError, match="floats"):
         qconv.load_layer(f"{model}#0", input=np.zeros((1, 3, 32, 32), np.float32))
+
+
+def test_relu_with_a_clamp_below_the_zero_point_is_an_error_not_a_panic():
+    with pytest.raises(qconv.InvalidLayerError) as e:
+        qconv.conv2d(np.zeros((1, 1, 1, 1), np.uint8), np.ones((1, 1, 1, 1), np.int8), None,
+                     input_scale=0.1, weight_scale=0.1, output_scale=0.1, output_zero_point=100,
+                     output_clamp=(0, 50), relu=True)
+    assert e.value.field == "output.clamp"
+
+
+def test_values_are_never_truncated_or_wrapped():
+    huge = np.full((1, 1, 5, 5), 2**64 - 1, np.uint64)
+    with pytest.raises(qconv.InvalidLayerError, match="input.data"):
+        qconv.Layer(huge, WEIGHT, BIAS, input_dtype="int8", **PARAMS)
+    cases = [
+        (dict(output_zero_point=3.5), "output.zero_point"),
+        (dict(output_zero_point="3"), "output.zero_point"),
+        (dict(output_scale="0.1"), "output.scale"),
+        (dict(output_scale=True), "output.scale"),
+        (dict(groups=1.5), "conv.groups"),
+        (dict(padding=(1.5, 2)), "conv.padding"),
+        (dict(padding=None), "conv.padding"),
+        (dict(output_clamp=(1.5, 3)), "output.clamp"),
+        (dict(output_clamp=(1, 2, 3)), "output.clamp"),
+        (dict(relu="no"), "relu"),
+        (dict(stride=-1), "conv.stride"),
+        (dict(stride=1.5), "conv.stride"),
+        (dict(output_zero_point=2**70), "output.zero_point"),
+        (dict(input_zero_point=1.5), "input.zero_point"),
+        (dict(weight_axis=0.0), "weight.axis"),
+    ]
+    for change, field in cases:
+        with pytest.raises(qconv.InvalidLayerError) as e:
+            qconv.Layer(INPUT, WEIGHT, BIAS, **{**PARAMS, **change})
+        assert e.value.field.startswith(field), (change, e.value.field, str(e.value))
+    layer = qconv.Layer(INPUT, WEIGHT, BIAS, **PARAMS)
+    for kwargs, field in [(dict(threads=-1), "threads"), (dict(acc_bits=-3), "acc_bits")]:
+        with pytest.raises(qconv.InvalidLayerError) as e:
+            layer.run("exact", **kwargs)
+        assert e.value.field == field
+    with pytest.raises(qconv.InvalidLayerError, match="input_range"):
+        layer.check(input_range=(0.5, 2.5))
+    with pytest.raises(qconv.InvalidLayerError, match="detail"):
+        layer.explain(("exact", "fbgemm"), isa="avx2").text(detail=-1)
+
+
+def test_engine_lists_are_lists():
+    layer = qconv.Layer(INPUT, WEIGHT, BIAS, **PARAMS)
+    with pytest.raises(qconv.InvalidLayerError, match="list of names"):
+        layer.compare("exact")
+    with pytest.raises(qconv.InvalidLayerError, match="at least two engines"):
+        layer.compare(["exact"])
+    with pytest.raises(qconv.InvalidLayerError, match="list of names"):
+        qconv.check_model(MODELS / "qop-u8s8-pt.onnx", isas="avx2")
+
+
+def test_check_model_refuses_what_it_cannot_check():
+    model = MODELS / "qop-u8s8-pt.onnx"
+    with pytest.raises(qconv.InvalidLayerError, match="saturating engines"):
+        qconv.check_model(model, engine="exact")
+    with pytest.raises(qconv.InvalidLayerError, match="not a range"):
+        qconv.check_model(model, input_range=(5, 1))
+    with pytest.raises(qconv.InvalidLayerError, match="at least one ISA"):
+        qconv.check_model(model, isas=[])
+
+
+def test_convinteger_takes_no_activation():
+    with pytest.raises(qconv.InvalidLayerError, match="no activation"):
+        qconv.Layer(INPUT, WEIGHT, None, input_scale=None, weight_scale=None, output_scale=None,
+                    activation="relu")
+
+
+def test_python_keywords_name_the_fields():
+    model = MODELS / "qop-u8s8-pt.onnx"
+    with pytest.raises(qconv.InvalidLayerError) as e:
+        qconv.load_layer(f"{model}#0").run("onnxruntime")
+    assert e.value.field == "input" and str(e.value).startswith("input: ")
+    layer = qconv.Layer(INPUT, WEIGHT, BIAS, **PARAMS)
+    with pytest.raises(qconv.InvalidLayerError) as e:
+        layer.run("fbgemm", acc_bits=16)
+    assert e.value.field == "acc_bits"
+
+
+def test_parameters_are_layer_keywords():
+    for layer in [
+        qconv.Layer(INPUT, WEIGHT, BIAS, **PARAMS),
+        qconv.load_layer("tests/data/golden/tflite-mixed.jsonl.gz#tflite-mixed-0003"),
+        qconv.load_layer(f"{MODELS / 'qop-u8s8-pc.onnx'}#1", input=np.zeros((1, 16, 16, 16), np.uint8)),
+        qconv.Layer(np.arange(49, dtype=np.int8).reshape(1, 1, 7, 7), np.ones((2, 1, 2, 2), np.int8),
+                    np.array([3, -4], np.int32), input_scale=0.5, input_zero_point=-3,
+                    weight_scale=[0.25, 0.5], output_scale=0.75, output_zero_point=1,
+                    stride=4, padding="same", activation="relu6"),
+    ]:
+        again = qconv.Layer(**layer.parameters())
+        assert again.describe() == layer.describe()
+        for engine in ("exact", "qnnpack", "onnxruntime", "tflite"):
+            try:
+                expected = layer.run(engine).values
+            except qconv.RefusedError:
+                continue
+            np.testing.assert_array_equal(again.run(engine).values, expected)

@@ -101,3 +101,9 @@ def test_not_a_quantized_conv():
     module, qx = forum_module()
     with pytest.raises(qconv.InvalidLayerError, match="input_scale"):
         qconv.from_torch(module, qx.int_repr())
+
+
+def test_module_keywords_are_not_silently_ignored():
+    module, qx = forum_module()
+    with pytest.raises(TypeError, match="stride"):
+        qconv.from_torch(module, qx, stride=2)

@@ -374,6 +374,16 @@ impl ConvLayer {
                     format!("lower bound {lo} is above upper bound {hi}"),
                 ));
             }
+            if relu && hi < output.zero_point {
+                return Err(Error::invalid(
+                    "output.clamp",
+                    format!(
+                        "upper bound {hi} is below the output zero point {}, where a fused ReLU \
+                         starts: no output value is left",
+                        output.zero_point
+                    ),
+                ));
+            }
         }
         if output.dtype == DType::Int32 && matches!(bias, Some(Bias::Float32(_))) {
             return Err(Error::invalid(
@@ -441,7 +451,22 @@ impl ConvLayer {
                 Some(Bias::Int32(_)) => ", int32 bias",
                 None => "",
             },
-            relu = if l.relu { ", fused ReLU" } else { "" },
+            relu = {
+                let mut extra = String::new();
+                if l.relu {
+                    extra.push_str(", fused ReLU");
+                }
+                if let Some(a) = l.activation {
+                    extra.push_str(&format!(", activation {}", a.name()));
+                }
+                if let Some(m) = l.padding_mode {
+                    extra.push_str(&format!(", {} padding", m.name().to_uppercase()));
+                }
+                if let Some([lo, hi]) = l.output.clamp {
+                    extra.push_str(&format!(", clamp [{lo}, {hi}]"));
+                }
+                extra
+            },
             out_shape = g.output_shape(),
         )
     }

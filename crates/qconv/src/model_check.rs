@@ -104,6 +104,29 @@ pub fn check_model(
     isas: &[Isa],
     input_range: Option<(i32, i32)>,
 ) -> Result<ModelCheck> {
+    if !matches!(
+        engine,
+        EngineKind::Fbgemm | EngineKind::X86 | EngineKind::OnnxRuntime
+    ) {
+        return Err(crate::error::Error::invalid(
+            "engine",
+            format!("check models the saturating engines (fbgemm, x86, onnxruntime), not {engine}"),
+        ));
+    }
+    if isas.is_empty() {
+        return Err(crate::error::Error::invalid(
+            "isa",
+            "name at least one ISA to check",
+        ));
+    }
+    if let Some((lo, hi)) = input_range
+        && lo > hi
+    {
+        return Err(crate::error::Error::invalid(
+            "--input-range",
+            format!("[{lo}, {hi}] is not a range (the lower bound is above the upper)"),
+        ));
+    }
     let mut nodes = Vec::new();
     for node in model.conv_nodes()? {
         let layer = node.layer(model, None);
@@ -284,7 +307,16 @@ pub fn render_model_check(c: &ModelCheck) -> String {
             .filter(|n| n.verdicts[j].can_saturate())
             .collect();
         let Some(worst) = risky.iter().max_by(|a, b| steps(a).total_cmp(&steps(b))) else {
-            let _ = writeln!(out, "{isa}: no node can saturate");
+            let checked = c
+                .nodes
+                .iter()
+                .filter(|n| !matches!(n.verdicts[j], NodeVerdict::NotApplicable(_)))
+                .count();
+            if checked == 0 {
+                let _ = writeln!(out, "{isa}: no node could be checked (all n/a)");
+            } else {
+                let _ = writeln!(out, "{isa}: no node can saturate ({checked} checked)");
+            }
             continue;
         };
         let steps = steps(worst);

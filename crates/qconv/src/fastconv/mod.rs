@@ -106,10 +106,7 @@ impl ConvPlan {
         } else {
             None
         };
-        let planar = match reduction {
-            Reduction::Exact => planar::PlanarPlan::new(layer, kernel),
-            Reduction::PairSaturating => None,
-        };
+        let planar = planar::PlanarPlan::new(layer, reduction, kernel);
         let route = match planar {
             Some(p) => Route::Planar(p),
             None => match direct::DirectPlan::new(layer, reduction, kernel) {
@@ -133,6 +130,9 @@ impl ConvPlan {
     /// The kernel route, in words.
     pub fn route(&self) -> String {
         let what = match &self.route {
+            Route::Planar(p) if p.saturating() => {
+                "planar float32 sums, u8 x s8 tap pairs in saturating int16"
+            }
             Route::Planar(_) => "planar float32 sums, exact",
             Route::Direct(d) => d.route(),
             Route::Pairs(_) => "NHWC-row GEMM, u8 x s8 pairs in saturating int16",

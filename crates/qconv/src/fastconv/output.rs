@@ -5,7 +5,7 @@
 //! a time.
 
 use crate::kernels::KernelIsa;
-use crate::kernels::scalar::EstimateOutput;
+use crate::kernels::scalar::{EstimateOutput, Fp32Run};
 use crate::requant::{ExactRequantizer, Requantizer};
 
 /// Output element types (`from_i32` converts an integer already inside the type's range).
@@ -220,17 +220,48 @@ impl<R: Requantizer<Acc = i32>, T: OutputValue> OutputStage for Requantized<'_, 
     }
 
     #[inline(always)]
-    fn run(&self, _isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [T]) {
+    fn run(&self, isa: KernelIsa, accs: &[f32], oc: usize, out: &mut [T]) {
+        if let Some(p) = self.requantizer.fp32_run(oc) {
+            let mut ints = [0i32; RUN_CHUNK];
+            for (a, o) in accs.chunks(RUN_CHUNK).zip(out.chunks_mut(RUN_CHUNK)) {
+                for (i, &v) in ints.iter_mut().zip(a) {
+                    *i = exact_f32_to_i32(v);
+                }
+                fp32_chunk(isa, &p, &ints[..a.len()], o);
+            }
+            return;
+        }
         for (&a, o) in accs.iter().zip(out.iter_mut()) {
             *o = T::from_i32(self.requantizer.requantize(exact_f32_to_i32(a), oc));
         }
     }
 
     #[inline(always)]
-    fn run_i32(&self, _isa: KernelIsa, accs: &[i32], acc_offset: i32, oc: usize, out: &mut [T]) {
+    fn run_i32(&self, isa: KernelIsa, accs: &[i32], acc_offset: i32, oc: usize, out: &mut [T]) {
+        if let Some(mut p) = self.requantizer.fp32_run(oc) {
+            p.int_add = p.int_add.wrapping_add(acc_offset);
+            for (a, o) in accs.chunks(RUN_CHUNK).zip(out.chunks_mut(RUN_CHUNK)) {
+                fp32_chunk(isa, &p, a, o);
+            }
+            return;
+        }
         for (&a, o) in accs.iter().zip(out.iter_mut()) {
             *o = T::from_i32(self.requantizer.requantize(a.wrapping_add(acc_offset), oc));
         }
+    }
+}
+
+/// Accumulators a float32 requantization run handles at a time (on the stack).
+const RUN_CHUNK: usize = 256;
+
+/// Requantizes up to [`RUN_CHUNK`] accumulators with the float32 run kernel into `out`.
+#[inline(always)]
+fn fp32_chunk<T: OutputValue>(isa: KernelIsa, p: &Fp32Run, accs: &[i32], out: &mut [T]) {
+    let mut values = [0i32; RUN_CHUNK];
+    let values = &mut values[..accs.len()];
+    crate::kernels::requantize_fp32(isa, p, accs, values);
+    for (&v, o) in values.iter().zip(out) {
+        *o = T::from_i32(v);
     }
 }
 

@@ -10,6 +10,12 @@
 //! `taps * max|x - x_zp| * max|w - w_zp| < 2^24` ([`PlanarPlan::new`] checks it; 9 taps of full
 //! 8-bit ranges need 2^19.2). Layers past the bound take the GEMM route.
 //!
+//! [`Reduction::PairSaturating`] (FBGEMM's AVX2 depthwise kernel, u8 x s8 with symmetric
+//! weights): the planes hold raw activations (padding holds the raw input zero point), taps are
+//! summed two at a time and each pair clamped to int16 (`kernels::planar_pairs_f32`), and
+//! `-x_zp * sum w` is added per output channel: the zero-point-corrected int32 accumulator,
+//! exactly (every value is an integer far below 2^24).
+//!
 //! The phase split: with strides `(sh, sw)` the padded plane (`hp x wp`) becomes `sh * sw`
 //! sub-planes of `hq x wq` (`hq = ceil(hp / sh)`, `wq = ceil(wp / sw)`); padded pixel `(y, x)`
 //! lives in phase `(y % sh, x % sw)` at `(y / sh, x / sw)`. Tap `(r, s)` of output `(oh, ow)`
@@ -22,7 +28,7 @@
 //! `oh0 .. oh0 + band_rows + (kh - 1) * dh / sh` (the last few are copied again by the next
 //! band).
 
-use super::{OutputStage, OutputValue};
+use super::{OutputStage, OutputValue, Reduction};
 use crate::geometry::ConvGeometry;
 use crate::kernels::{KernelIsa, PLANAR_BLOCK};
 use crate::layer::ConvLayer;
@@ -39,8 +45,14 @@ pub(super) struct PlanarPlan {
     /// Output channels per input channel.
     multiplier: usize,
     taps: usize,
-    /// `w - w_zp` per output channel and tap, `[oc][tap]`.
+    /// `w - w_zp` per output channel and tap, `[oc][tap]` (raw `w` with saturating pairs).
     weights: Vec<f32>,
+    /// Whether taps are summed in saturating int16 pairs (raw activations).
+    saturating: bool,
+    /// What the copy holds in padding: 0 (zero point subtracted), or the raw input zero point.
+    pad: f32,
+    /// Per output channel, added to the sums (`-x_zp * sum w` with saturating pairs, else 0).
+    acc_offsets: Vec<f32>,
     /// Per tap, where its shifted plane starts in the channel buffer.
     offsets: Vec<usize>,
     input_zero_point: i32,
@@ -55,15 +67,21 @@ pub(super) struct PlanarPlan {
 }
 
 impl PlanarPlan {
-    /// The plan for `layer`, or `None` when the layer has more than one input channel per
-    /// group or its sums could exceed float32's exact integers.
-    pub(super) fn new(layer: &ConvLayer, kernel: KernelIsa) -> Option<PlanarPlan> {
-        Self::with_band_values(layer, kernel, BAND_VALUES)
+    /// The plan computing `reduction` on `layer`, or `None` when the layer has more than one
+    /// input channel per group or its sums could exceed float32's exact integers; for
+    /// saturating pairs also when it is not u8 x s8 with symmetric weights.
+    pub(super) fn new(
+        layer: &ConvLayer,
+        reduction: Reduction,
+        kernel: KernelIsa,
+    ) -> Option<PlanarPlan> {
+        Self::with_band_values(layer, reduction, kernel, BAND_VALUES)
     }
 
     /// [`Self::new`] with bands sized for `band_values` float32 values.
     fn with_band_values(
         layer: &ConvLayer,
+        reduction: Reduction,
         kernel: KernelIsa,
         band_values: usize,
     ) -> Option<PlanarPlan> {
@@ -72,13 +90,26 @@ impl PlanarPlan {
             return None;
         }
         let taps = g.kernel[0] * g.kernel[1];
-        let max_w = (0..g.out_channels)
-            .map(|oc| super::max_abs_shifted(layer.weight.dtype, layer.weight.quant.zero_point(oc)))
-            .max()
-            .unwrap_or(0);
-        let max_x = super::max_abs_shifted(layer.input.dtype, layer.input.zero_point);
-        if (taps as i128) * (max_x as i128) * (max_w as i128) >= EXACT_LIMIT as i128 {
-            return None;
+        let quant = &layer.weight.quant;
+        let saturating = reduction == Reduction::PairSaturating;
+        if saturating {
+            let symmetric = (0..g.out_channels).all(|oc| quant.zero_point(oc) == 0);
+            let u8s8 = layer.input.dtype == crate::DType::Uint8
+                && layer.weight.dtype == crate::DType::Int8;
+            // Clamped pairs, plus the zero-point term `x_zp * sum w`.
+            let bound = taps.div_ceil(2) as i128 * 32768 + taps as i128 * 255 * 128;
+            if !(symmetric && u8s8 && bound < EXACT_LIMIT as i128) {
+                return None;
+            }
+        } else {
+            let max_w = (0..g.out_channels)
+                .map(|oc| super::max_abs_shifted(layer.weight.dtype, quant.zero_point(oc)))
+                .max()
+                .unwrap_or(0);
+            let max_x = super::max_abs_shifted(layer.input.dtype, layer.input.zero_point);
+            if (taps as i128) * (max_x as i128) * (max_w as i128) >= EXACT_LIMIT as i128 {
+                return None;
+            }
         }
         let [sh, sw] = g.stride;
         let [dh, dw] = g.dilation;
@@ -101,12 +132,18 @@ impl PlanarPlan {
                 offsets.push(phase * sub_len + (y / sh) * wq + x / sw);
             }
         }
+        let mut acc_offsets = vec![0f32; g.out_channels];
         for oc in 0..g.out_channels {
-            let zp = layer.weight.quant.zero_point(oc);
+            let zp = quant.zero_point(oc);
+            let mut sum = 0i32;
             for t in 0..taps {
                 let (r, s) = (t / g.kernel[1], t % g.kernel[1]);
                 let w = layer.weight.data[g.weight_index(oc, 0, r, s)] - zp;
                 weights[oc * taps + t] = w as f32;
+                sum += w;
+            }
+            if saturating {
+                acc_offsets[oc] = (-layer.input.zero_point * sum) as f32;
             }
         }
         let grid_len = (band_rows * wq).div_ceil(PLANAR_BLOCK) * PLANAR_BLOCK;
@@ -118,6 +155,13 @@ impl PlanarPlan {
             multiplier: g.group_out_channels(),
             taps,
             weights,
+            saturating,
+            pad: if saturating {
+                layer.input.zero_point as f32
+            } else {
+                0.0
+            },
+            acc_offsets,
             offsets,
             input_zero_point: layer.input.zero_point,
             sub: (band_hq, wq),
@@ -125,6 +169,11 @@ impl PlanarPlan {
             buffer_len,
             grid_len,
         })
+    }
+
+    /// Whether taps are summed in saturating int16 pairs.
+    pub(super) fn saturating(&self) -> bool {
+        self.saturating
     }
 
     /// Runs the layer on NCHW `input` into NCHW `out`, one input channel (and its `multiplier`
@@ -175,15 +224,20 @@ impl PlanarPlan {
     }
 
     /// Copies the rows of input channel plane `src` that the band of output rows starting at
-    /// `oh0` reads into the band's sub-planes in `buffer`, zero point subtracted; rows of
-    /// padding become zeros (columns of padding are never written, so stay zero).
+    /// `oh0` reads into the band's sub-planes in `buffer`, zero point subtracted (raw with
+    /// saturating pairs); rows of padding become `pad` (columns of padding are never written,
+    /// so keep the `pad` the buffer starts with).
     #[inline(always)]
     fn fill<I: Copy + Into<i32>>(&self, src: &[I], oh0: usize, buffer: &mut [f32]) {
         let g = &self.g;
         let [sh, sw] = g.stride;
         let (band_hq, wq) = self.sub;
         let (top, left) = (g.padding.top, g.padding.left);
-        let zp = self.input_zero_point;
+        let zp = if self.saturating {
+            0
+        } else {
+            self.input_zero_point
+        };
         let convert = |v: I| (v.into() - zp) as f32;
         for q in 0..band_hq {
             for py in 0..sh {
@@ -193,7 +247,7 @@ impl PlanarPlan {
                 let iy = y.wrapping_sub(top);
                 if iy >= g.in_h {
                     for px in 0..sw {
-                        buffer[row_start(px)..row_start(px) + wq].fill(0.0);
+                        buffer[row_start(px)..row_start(px) + wq].fill(self.pad);
                     }
                     continue;
                 }
@@ -218,7 +272,7 @@ struct Scratch<T> {
 impl<T: OutputValue> Scratch<T> {
     fn new(plan: &PlanarPlan) -> Scratch<T> {
         Scratch {
-            buffer: vec![0.0; plan.buffer_len],
+            buffer: vec![plan.pad; plan.buffer_len],
             grid: vec![0.0; plan.grid_len],
             values: vec![T::default(); plan.band_rows * plan.sub.1],
         }
@@ -256,8 +310,22 @@ impl<I: Copy + Into<i32>, S: OutputStage> crate::kernels::VectorTask for Channel
             for (k, out) in self.out.chunks_exact_mut(plane).enumerate() {
                 let oc = self.channel * plan.multiplier + k;
                 let weights = &plan.weights[oc * plan.taps..(oc + 1) * plan.taps];
-                crate::kernels::planar_f32(plan.kernel, buffer, &plan.offsets, weights, grid);
                 let values = &mut values[..rows * wq];
+                if plan.saturating {
+                    crate::kernels::planar_pairs_f32(
+                        plan.kernel,
+                        buffer,
+                        &plan.offsets,
+                        weights,
+                        grid,
+                    );
+                    let offset = plan.acc_offsets[oc];
+                    for v in &mut grid[..values.len()] {
+                        *v += offset;
+                    }
+                } else {
+                    crate::kernels::planar_f32(plan.kernel, buffer, &plan.offsets, weights, grid);
+                }
                 self.stage
                     .run(plan.kernel, &grid[..values.len()], oc, values);
                 let out = &mut out[oh0 * ow_len..(oh0 + rows) * ow_len];
@@ -304,7 +372,8 @@ mod tests {
             for kernel in KernelIsa::available() {
                 for band_values in [1, 150, 700, BAND_VALUES] {
                     let plan =
-                        PlanarPlan::with_band_values(&layer, kernel, band_values).expect("planar");
+                        PlanarPlan::with_band_values(&layer, Reduction::Exact, kernel, band_values)
+                            .expect("planar");
                     let mut out = vec![i32::MIN; reference.len()];
                     plan.run(None, &input, &mut out, &Accumulators);
                     assert_eq!(out, reference, "{} {kernel} band {band_values}", layer.name);

@@ -464,6 +464,12 @@ zero_point = 0
         let bad = FORUM.replace("scale = 0.02091", "scale = -1.0");
         let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
         assert!(e.contains("output.scale"), "{e}");
+        // A fused ReLU above every value the clamp allows leaves no output: refused, not a panic.
+        let bad = FORUM
+            .replace("[conv]", "[conv]\nrelu = true")
+            .replace("zero_point = 0\n", "zero_point = 100\nclamp = [0, 50]\n");
+        let e = parse_layer_text("f.toml", &bad).unwrap_err().to_string();
+        assert!(e.contains("output.clamp") && e.contains("ReLU"), "{e}");
         let e = parse_layer_text("f.toml", "[input\n")
             .unwrap_err()
             .to_string();

@@ -220,6 +220,14 @@ impl LayerParts {
         layer.padding_mode = padding_mode;
         if let Some(a) = &self.activation {
             layer.activation = Some(a.parse().map_err(|e: Error| e.within("output"))?);
+            if layer.output.scale.is_none()
+                && layer.activation != Some(crate::layer::Activation::None)
+            {
+                return Err(Error::invalid(
+                    "output.activation",
+                    "an int32 (raw accumulator) output takes no activation",
+                ));
+            }
             let named = layer.activation != Some(crate::layer::Activation::None);
             if let (None, Some(scale), true) = (layer.output.clamp, layer.output.scale, named) {
                 // The quantized range TFLite computes, for engines that read `clamp`.

@@ -37,6 +37,25 @@ pub fn planar_f32(
     scalar::planar_f32(src, offsets, weights, out)
 }
 
+/// Planar convolution of one channel with saturating tap pairs, with `isa`'s kernel (see
+/// [`scalar::planar_pairs_f32`]). `out.len()` must be a multiple of [`PLANAR_BLOCK`].
+pub fn planar_pairs_f32(
+    isa: KernelIsa,
+    src: &[f32],
+    offsets: &[usize],
+    weights: &[f32],
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.has_avx2() {
+            return x86::planar_pairs_f32(isa, src, offsets, weights, out);
+        }
+    }
+    let _ = isa;
+    scalar::planar_pairs_f32(src, offsets, weights, out)
+}
+
 /// The float32 requantization estimate (see [`scalar::requantize_f32`]) with `isa`'s kernel.
 #[inline(always)]
 pub fn requantize_f32<A: scalar::EstimateInput, T: scalar::EstimateOutput>(
@@ -55,6 +74,21 @@ pub fn requantize_f32<A: scalar::EstimateInput, T: scalar::EstimateOutput>(
     }
     let _ = isa;
     scalar::requantize_f32(accs, acc_offset, e, out, unsure)
+}
+
+/// The float32 requantization of the x86 engine models (see [`scalar::Fp32Run`]) with `isa`'s
+/// kernel. `out` must be as long as `accs`.
+#[inline(always)]
+pub fn requantize_fp32(isa: KernelIsa, p: &scalar::Fp32Run, accs: &[i32], out: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa.has_avx2() {
+            return x86::requantize_fp32(isa, p, accs, out);
+        }
+    }
+    let _ = isa;
+    assert_eq!(accs.len(), out.len(), "one output per accumulator");
+    scalar::requantize_fp32(p, accs, out)
 }
 
 /// What a direct kernel computes (see `fastconv/direct.rs`).

@@ -5,7 +5,7 @@
 //! `[kq][mr][4]` (4 consecutive reduction steps of each row), B is `[kq][nr][4]`; C is `[mr][nr]`
 //! row-major. The direct, planar and requantization kernels document their own layouts.
 
-use crate::numerics::sat16;
+use crate::numerics::{cvtps2dq, sat16};
 
 /// `C[m][n] = sum_k A[m][k] * B[k][n]` on quad-packed u8 x s8 panels, each pair of products
 /// (reduction steps `2p`, `2p + 1`) summed in saturating int16 first, as `vpmaddubsw` does, then
@@ -73,6 +73,35 @@ pub fn planar_f32(src: &[f32], offsets: &[usize], weights: &[f32], out: &mut [f3
         let from = &src[offset..offset + out.len()];
         for (o, &x) in out.iter_mut().zip(from) {
             *o += w * x;
+        }
+    }
+}
+
+/// Planar convolution of one channel with the taps summed two at a time in saturating int16:
+/// `out[j] = sum_p sat16(weights[2p] * src[offsets[2p] + j] + weights[2p + 1] * src[offsets[2p + 1] + j])`
+/// (a last odd tap alone), in float32. The values are raw u8 activations and s8 weights, so
+/// every product, pair sum and clamped pair is an integer float32 holds exactly, and the total
+/// is exact while it stays below 2^24. What `vpmaddubsw` computes for a depthwise channel whose
+/// taps are paired in order (FBGEMM's depthwise kernel). Panics if a tap reads outside `src`.
+pub fn planar_pairs_f32(src: &[f32], offsets: &[usize], weights: &[f32], out: &mut [f32]) {
+    const LO: f32 = i16::MIN as f32;
+    const HI: f32 = i16::MAX as f32;
+    let n = out.len();
+    out.fill(0.0);
+    for (o, w) in offsets.chunks(2).zip(weights.chunks(2)) {
+        let a = &src[o[0]..o[0] + n];
+        match (o, w) {
+            ([_, ob], [wa, wb]) => {
+                let b = &src[*ob..*ob + n];
+                for ((acc, &xa), &xb) in out.iter_mut().zip(a).zip(b) {
+                    *acc += (wa * xa + wb * xb).clamp(LO, HI);
+                }
+            }
+            _ => {
+                for (acc, &xa) in out.iter_mut().zip(a) {
+                    *acc += (w[0] * xa).clamp(LO, HI);
+                }
+            }
         }
     }
 }
@@ -261,5 +290,62 @@ pub fn interleave<T: Copy, const W: usize>(rows: [&[T]; W], out: &mut [T]) {
         for (i, slot) in group.iter_mut().enumerate() {
             *slot = rows[i][j];
         }
+    }
+}
+
+/// One output channel's float32 requantization as the x86 engines compute it (the schemes of
+/// `requant::fp32`, in the same operations and order): the accumulator plus `int_add` (wrapping),
+/// converted to float32, plus a float bias term `fma(bias, reciprocal, x)` (one rounding),
+/// times `multiplier`, then stored.
+///
+/// `reciprocal = 1` adds a bias already in accumulator units (`x + bias`, the same rounding);
+/// `bias = 0` adds nothing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fp32Run {
+    pub int_add: i32,
+    pub bias: f32,
+    pub reciprocal: f32,
+    pub multiplier: f32,
+    pub zero_point: i32,
+    /// `true`: FBGEMM / QNNPACK's store (`cvtps2dq`, int16 saturation, the zero point added
+    /// in saturating int16, saturation to `dtype_range`, clamp to `range`). `false`: MLAS /
+    /// XNNPACK's (clamp the float to `range - zero_point`, `cvtps2dq`, add the zero point).
+    pub pack_chain: bool,
+    /// The output type's range.
+    pub dtype_range: (i32, i32),
+    /// The output range after any fused activation (inside `dtype_range`).
+    pub range: (i32, i32),
+}
+
+impl Fp32Run {
+    /// The float that is stored.
+    #[inline(always)]
+    pub fn scaled(&self, acc: i32) -> f32 {
+        let x = acc.wrapping_add(self.int_add) as f32;
+        self.bias.mul_add(self.reciprocal, x) * self.multiplier
+    }
+
+    /// The output integer of the scaled float `s`.
+    #[inline(always)]
+    pub fn store(&self, s: f32) -> i32 {
+        let (lo, hi) = self.range;
+        if self.pack_chain {
+            let v = sat16(sat16(cvtps2dq(s)) + self.zero_point);
+            v.clamp(self.dtype_range.0, self.dtype_range.1)
+                .clamp(lo, hi)
+        } else {
+            let (flo, fhi) = ((lo - self.zero_point) as f32, (hi - self.zero_point) as f32);
+            // maxps / minps: a NaN takes the bound.
+            let c = if s > flo { s } else { flo };
+            let c = if c < fhi { c } else { fhi };
+            cvtps2dq(c) + self.zero_point
+        }
+    }
+}
+
+/// [`Fp32Run`] over a run of accumulators: `out[i] = store(scaled(accs[i]))`.
+pub fn requantize_fp32(p: &Fp32Run, accs: &[i32], out: &mut [i32]) {
+    for (&a, o) in accs.iter().zip(out.iter_mut()) {
+        *o = p.store(p.scaled(a));
     }
 }

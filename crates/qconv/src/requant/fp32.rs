@@ -2,6 +2,7 @@
 
 use super::{RequantTrace, Requantizer};
 use crate::dtype::DType;
+use crate::kernels::scalar::Fp32Run;
 use crate::numerics::{cvtps2dq, sat16};
 
 /// How a float32 requantizer turns the scaled value into an output integer.
@@ -97,6 +98,19 @@ impl Requantizer for Fp32Requantizer {
             self.range.1,
         )
     }
+
+    fn fp32_run(&self, oc: usize) -> Option<Fp32Run> {
+        Some(Fp32Run {
+            int_add: self.bias[oc],
+            bias: 0.0,
+            reciprocal: 0.0,
+            multiplier: self.multipliers[oc],
+            zero_point: self.zero_point,
+            pack_chain: self.store == Fp32Store::PackChain,
+            dtype_range: (self.dtype.min() as i32, self.dtype.max() as i32),
+            range: self.range,
+        })
+    }
 }
 
 /// How a float bias enters [`FloatBiasFp32Requantizer`].
@@ -170,6 +184,25 @@ impl Requantizer for FloatBiasFp32Requantizer {
             self.range.0,
             self.range.1,
         )
+    }
+
+    fn fp32_run(&self, oc: usize) -> Option<Fp32Run> {
+        let (bias, reciprocal) = match &self.bias {
+            FloatBiasTerm::None => (0.0, 0.0),
+            FloatBiasTerm::FusedReciprocal { bias, reciprocal } => (bias[oc], reciprocal[oc]),
+            // `x + t` is `fma(t, 1, x)`: the same single rounding.
+            FloatBiasTerm::Precomputed(terms) => (terms[oc], 1.0),
+        };
+        Some(Fp32Run {
+            int_add: 0,
+            bias,
+            reciprocal,
+            multiplier: self.multipliers[oc],
+            zero_point: self.zero_point,
+            pack_chain: true,
+            dtype_range: (0, 255),
+            range: self.range,
+        })
     }
 }
 

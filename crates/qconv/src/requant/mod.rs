@@ -39,6 +39,12 @@ pub trait Requantizer: Sync {
     fn requantize(&self, acc: Self::Acc, oc: usize) -> i32;
     /// The same computation, with the value rounded and the integer before clamping.
     fn trace(&self, acc: Self::Acc, oc: usize) -> RequantTrace;
+    /// Channel `oc`'s scheme as a float32 run the SIMD kernels compute, when it is one: then
+    /// [`crate::kernels::requantize_fp32`] gives exactly what `requantize` gives (int32
+    /// accumulators).
+    fn fp32_run(&self, _oc: usize) -> Option<crate::kernels::scalar::Fp32Run> {
+        None
+    }
 }
 
 /// Requantizes NCHW accumulators (`out_channels` channels of `plane` elements each).

@@ -5,6 +5,7 @@
 mod avx2;
 mod direct;
 mod planar;
+mod requant;
 
 use super::KernelIsa;
 
@@ -37,6 +38,39 @@ pub fn planar_f32(
     weights: &[f32],
     out: &mut [f32],
 ) {
+    check_planar(isa, src, offsets, weights, out);
+    let (s, o, len) = (src.as_ptr(), out.as_mut_ptr(), out.len());
+    if isa.is_avx512_vnni() {
+        // SAFETY: AVX-512 F detected (KernelIsa); extents and block multiple checked above.
+        unsafe { planar::planar_avx512(s, offsets, weights, o, len) }
+    } else {
+        // SAFETY: AVX2 and FMA detected (every non-scalar KernelIsa); extents checked above.
+        unsafe { planar::planar_avx2(s, offsets, weights, o, len) }
+    }
+}
+
+/// Planar convolution with saturating tap pairs (see [`super::scalar::planar_pairs_f32`]) with
+/// `isa`'s widest float vectors; panics as [`planar_f32`].
+pub fn planar_pairs_f32(
+    isa: KernelIsa,
+    src: &[f32],
+    offsets: &[usize],
+    weights: &[f32],
+    out: &mut [f32],
+) {
+    check_planar(isa, src, offsets, weights, out);
+    let (s, o, len) = (src.as_ptr(), out.as_mut_ptr(), out.len());
+    if isa.is_avx512_vnni() {
+        // SAFETY: AVX-512 F detected (KernelIsa); extents and block multiple checked above.
+        unsafe { planar::planar_pairs_avx512(s, offsets, weights, o, len) }
+    } else {
+        // SAFETY: AVX2 and FMA detected (every non-scalar KernelIsa); extents checked above.
+        unsafe { planar::planar_pairs_avx2(s, offsets, weights, o, len) }
+    }
+}
+
+/// Checks what the planar kernels rely on.
+fn check_planar(isa: KernelIsa, src: &[f32], offsets: &[usize], weights: &[f32], out: &[f32]) {
     assert!(isa.has_avx2(), "an AVX2 kernel set");
     let len = out.len();
     assert!(
@@ -48,14 +82,6 @@ pub fn planar_f32(
         offsets.iter().all(|&o| o + len <= src.len()),
         "tap outside the plane"
     );
-    let (s, o) = (src.as_ptr(), out.as_mut_ptr());
-    if isa.is_avx512_vnni() {
-        // SAFETY: AVX-512 F detected (KernelIsa); extents and block multiple checked above.
-        unsafe { planar::planar_avx512(s, offsets, weights, o, len) }
-    } else {
-        // SAFETY: AVX2 and FMA detected (every non-scalar KernelIsa); extents checked above.
-        unsafe { planar::planar_avx2(s, offsets, weights, o, len) }
-    }
 }
 
 /// The direct kernel tile `(mr, tw)` of `isa` for exact u8 x s8 (VNNI sets only), saturating
@@ -261,4 +287,13 @@ pub fn with_isa<T: super::VectorTask>(isa: KernelIsa, task: T) -> T::Output {
     } else {
         task.run()
     }
+}
+
+/// [`super::scalar::requantize_fp32`] on 8 lanes. Panics unless `isa` has AVX2 and
+/// `out` is as long as `accs`.
+pub fn requantize_fp32(isa: KernelIsa, p: &super::scalar::Fp32Run, accs: &[i32], out: &mut [i32]) {
+    assert!(isa.has_avx2(), "an AVX2 kernel set");
+    assert_eq!(accs.len(), out.len(), "one output per accumulator");
+    // SAFETY: AVX2 and FMA detected (every non-scalar KernelIsa); lengths checked above.
+    unsafe { requant::requantize_fp32_avx2(p, accs.as_ptr(), accs.len(), out.as_mut_ptr()) }
 }

@@ -71,6 +71,94 @@ pub unsafe fn planar_avx512(
     }
 }
 
+/// [`crate::kernels::scalar::planar_pairs_f32`] on 8 lanes.
+///
+/// # Safety
+/// As [`planar_avx2`].
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn planar_pairs_avx2(
+    src: *const f32,
+    offsets: &[usize],
+    weights: &[f32],
+    out: *mut f32,
+    len: usize,
+) {
+    // SAFETY (whole body): reads src[offsets[t] + j ..][..32] and writes out[j..][..32] for
+    // j + 32 <= len, inside the extents the caller guaranteed.
+    unsafe {
+        let (lo, hi) = (
+            _mm256_set1_ps(i16::MIN as f32),
+            _mm256_set1_ps(i16::MAX as f32),
+        );
+        let mut j = 0;
+        while j < len {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (o, w) in offsets.chunks(2).zip(weights.chunks(2)) {
+                let (pa, wa) = (src.add(o[0] + j), _mm256_set1_ps(w[0]));
+                // A last odd tap pairs with a zero weight (its own product never saturates).
+                let (pb, wb) = match (o, w) {
+                    ([_, ob], [_, wb]) => (src.add(ob + j), _mm256_set1_ps(*wb)),
+                    _ => (pa, _mm256_setzero_ps()),
+                };
+                for (v, a) in acc.iter_mut().enumerate() {
+                    let xa = _mm256_loadu_ps(pa.add(8 * v));
+                    let xb = _mm256_loadu_ps(pb.add(8 * v));
+                    // Exact: products and their sum are integers below 2^17.
+                    let pair = _mm256_fmadd_ps(wb, xb, _mm256_mul_ps(wa, xa));
+                    *a = _mm256_add_ps(*a, _mm256_min_ps(_mm256_max_ps(pair, lo), hi));
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.add(j + 8 * v), *a);
+            }
+            j += 32;
+        }
+    }
+}
+
+/// [`crate::kernels::scalar::planar_pairs_f32`] on 16 lanes.
+///
+/// # Safety
+/// As [`planar_avx512`].
+#[target_feature(enable = "avx512f")]
+pub unsafe fn planar_pairs_avx512(
+    src: *const f32,
+    offsets: &[usize],
+    weights: &[f32],
+    out: *mut f32,
+    len: usize,
+) {
+    // SAFETY (whole body): reads src[offsets[t] + j ..][..64] and writes out[j..][..64] for
+    // j + 64 <= len, inside the extents the caller guaranteed.
+    unsafe {
+        let (lo, hi) = (
+            _mm512_set1_ps(i16::MIN as f32),
+            _mm512_set1_ps(i16::MAX as f32),
+        );
+        let mut j = 0;
+        while j < len {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for (o, w) in offsets.chunks(2).zip(weights.chunks(2)) {
+                let (pa, wa) = (src.add(o[0] + j), _mm512_set1_ps(w[0]));
+                let (pb, wb) = match (o, w) {
+                    ([_, ob], [_, wb]) => (src.add(ob + j), _mm512_set1_ps(*wb)),
+                    _ => (pa, _mm512_setzero_ps()),
+                };
+                for (v, a) in acc.iter_mut().enumerate() {
+                    let xa = _mm512_loadu_ps(pa.add(16 * v));
+                    let xb = _mm512_loadu_ps(pb.add(16 * v));
+                    let pair = _mm512_fmadd_ps(wb, xb, _mm512_mul_ps(wa, xa));
+                    *a = _mm512_add_ps(*a, _mm512_min_ps(_mm512_max_ps(pair, lo), hi));
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(out.add(j + 16 * v), *a);
+            }
+            j += 64;
+        }
+    }
+}
+
 /// [`crate::kernels::scalar::requantize_f32`] on 16 lanes.
 ///
 /// # Safety
