@@ -244,6 +244,118 @@ proptest! {
             prop_assert_eq!(plan.route().contains("direct"), s.cg.is_multiple_of(2), "{}", plan.route());
             prop_assert_eq!(&run_plan(&plan, &l), &reference, "{}", kernel);
         }
+        // Symmetric weights: one input channel per group takes the planar pairs route.
+        let mut sym = l.clone();
+        sym.weight.quant.zero_points.iter_mut().for_each(|z| *z = 0);
+        let zero_zps = vec![0; g.out_channels];
+        let model = ZeroPointCorrectedAccumulator::new(
+            sym.input.zero_point, &zero_zps, &sym.weight.data, g.reduction_len(), true,
+            ReductionOrder::TapMajor,
+        );
+        let reference = accumulate(g, &sym.input.data, &sym.weight.data, &model);
+        for kernel in KernelIsa::available() {
+            let plan = ConvPlan::new(&sym, Reduction::PairSaturating, kernel, 2).unwrap().expect("u8 x s8");
+            prop_assert_eq!(plan.route().contains("planar"), s.cg == 1, "{}", plan.route());
+            prop_assert_eq!(&run_plan(&plan, &sym), &reference, "symmetric {}", kernel);
+        }
+    }
+
+    /// The float32 requantization run kernels give the scalar definition's integers, and the
+    /// engines' requantizers give the same through their runs as element by element.
+    #[test]
+    fn fp32_requantization_runs_match_the_scalar_definition(
+        seed in any::<u64>(),
+        n in 0usize..70,
+        pack_chain in any::<bool>(),
+        signed in any::<bool>(),
+        relu in any::<bool>(),
+        bias_kind in 0u8..3,
+        multiplier_exp in -30i32..4,
+    ) {
+        use qconv::kernels::scalar::{Fp32Run, requantize_fp32};
+        let mut rng = Lcg(seed);
+        let accs: Vec<i32> = (0..n)
+            .map(|i| match i % 7 {
+                0 => i32::MIN + rng.range(0, 3),
+                1 => i32::MAX - rng.range(0, 3),
+                _ => rng.range(-(1 << 24), 1 << 24),
+            })
+            .collect();
+        let (dlo, dhi) = if signed { (-128, 127) } else { (0, 255) };
+        let zero_point = rng.range(dlo, dhi);
+        let m = (rng.range(1, 1 << 20) as f32) * 2f32.powi(multiplier_exp - 20);
+        let (bias, reciprocal) = match bias_kind {
+            0 => (0.0, 0.0),
+            1 => (rng.range(-5000, 5000) as f32 * 0.37, 1.0),
+            _ => (rng.range(-5000, 5000) as f32 * 0.37, 1.0 / (rng.range(1, 999) as f32 * 0.013)),
+        };
+        let p = Fp32Run {
+            int_add: rng.range(-100_000, 100_000),
+            bias,
+            reciprocal,
+            multiplier: m,
+            zero_point,
+            pack_chain,
+            dtype_range: (dlo, dhi),
+            range: (if relu { zero_point } else { dlo }, dhi),
+        };
+        let mut expected = vec![0; n];
+        requantize_fp32(&p, &accs, &mut expected);
+        for kernel in KernelIsa::available() {
+            let mut out = vec![7; n];
+            qconv::kernels::requantize_fp32(kernel, &p, &accs, &mut out);
+            prop_assert_eq!(&out, &expected, "{}", kernel);
+        }
+    }
+}
+
+#[test]
+fn engine_requantizers_give_the_same_integers_as_runs() {
+    use qconv::requant::{
+        FloatBiasFp32Requantizer, FloatBiasTerm, Fp32Requantizer, Fp32Store, Requantizer,
+    };
+    let mut rng = Lcg(11);
+    let accs: Vec<i32> = (0..500).map(|_| rng.range(-3_000_000, 3_000_000)).collect();
+    let check = |r: &dyn Fn(i32) -> i32, run: qconv::kernels::scalar::Fp32Run| {
+        for kernel in KernelIsa::available() {
+            let mut out = vec![0; accs.len()];
+            qconv::kernels::requantize_fp32(kernel, &run, &accs, &mut out);
+            let expected: Vec<i32> = accs.iter().map(|&a| r(a)).collect();
+            assert_eq!(out, expected, "{kernel}");
+        }
+    };
+    for store in [Fp32Store::PackChain, Fp32Store::FloatClamp] {
+        for dtype in [DType::Uint8, DType::Int8] {
+            let r = Fp32Requantizer {
+                multipliers: vec![0.000731, 0.0191],
+                bias: vec![-1234, 98765],
+                zero_point: if dtype == DType::Uint8 { 131 } else { -7 },
+                dtype,
+                range: (dtype.min() as i32 + 3, dtype.max() as i32 - 2),
+                store,
+            };
+            for oc in 0..2 {
+                check(&|a| r.requantize(a, oc), r.fp32_run(oc).expect("a run"));
+            }
+        }
+    }
+    for bias in [
+        FloatBiasTerm::None,
+        FloatBiasTerm::Precomputed(vec![-12.75, 3001.5]),
+        FloatBiasTerm::FusedReciprocal {
+            bias: vec![0.31, -2.7],
+            reciprocal: vec![1234.5678, 77.0001],
+        },
+    ] {
+        let r = FloatBiasFp32Requantizer {
+            multipliers: vec![0.00123, 0.0456],
+            bias,
+            zero_point: 128,
+            range: (128, 255),
+        };
+        for oc in 0..2 {
+            check(&|a| r.requantize(a, oc), r.fp32_run(oc).expect("a run"));
+        }
     }
 }
 
