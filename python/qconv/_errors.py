@@ -49,9 +49,14 @@ class ParseError(QconvError, ValueError):
 
 
 class FileError(QconvError, OSError):
-    """A file could not be read."""
+    """A file could not be read. ``path`` (and OSError's ``filename``) names it; ``errno`` is
+    the operating system's error number when there is one."""
 
     path: str = ""
+
+    def __str__(self) -> str:
+        # OSError would format "[Errno N] strerror: filename"; keep qconv's message.
+        return str(self.args[0]) if self.args else ""
 
 
 __all__ = [

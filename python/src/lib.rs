@@ -24,6 +24,7 @@ use qconv::{Bias, Error, Isa, RunOptions};
 /// the library's message (the CLI prints the same text) and its fields as attributes.
 fn raise(py: Python<'_>, e: Error) -> PyErr {
     let mut message = e.to_string();
+    let mut errno = None;
     let (class, attributes): (&str, Vec<(&str, String)>) = match e {
         Error::Invalid {
             field,
@@ -53,7 +54,15 @@ fn raise(py: Python<'_>, e: Error) -> PyErr {
         Error::Parse { path, location, .. } => {
             ("ParseError", vec![("path", path), ("location", location)])
         }
-        Error::Io { path, .. } => ("FileError", vec![("path", path)]),
+        Error::Io { path, error } => {
+            // OSError's own attributes too, so `e.errno == errno.ENOENT` works.
+            // (`strerror` stays unset: OSError would then replace the message with its own.)
+            errno = error.raw_os_error();
+            (
+                "FileError",
+                vec![("path", path.clone()), ("filename", path)],
+            )
+        }
         _ => ("QconvError", vec![]),
     };
     let build = || -> PyResult<PyErr> {
@@ -63,6 +72,9 @@ fn raise(py: Python<'_>, e: Error) -> PyErr {
             .call1((message.clone(),))?;
         for (name, value) in attributes {
             exception.setattr(name, value)?;
+        }
+        if let Some(code) = errno {
+            exception.setattr("errno", code)?;
         }
         Ok(PyErr::from_value(exception))
     };

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 
 import numpy as np
@@ -128,6 +129,7 @@ def test_file_errors(tmp_path, cli):
     with pytest.raises(qconv.FileError) as e:
         qconv.load_layer(missing)
     assert isinstance(e.value, OSError) and e.value.path == str(missing)
+    assert e.value.errno == errno.ENOENT and e.value.filename == str(missing)
     assert str(e.value) == cli_error(cli, "run", str(missing))
 
     truncated = tmp_path / "truncated.onnx"
