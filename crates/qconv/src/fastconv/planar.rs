@@ -12,7 +12,7 @@
 //!
 //! [`Reduction::PairSaturating`] (FBGEMM's AVX2 depthwise kernel, u8 x s8 with symmetric
 //! weights): the planes hold raw activations (padding holds the raw input zero point), taps are
-//! summed two at a time and each pair clamped to int16 (`kernels::planar_pairs_f32`), and
+//! summed two at a time and each pair clamped to int16 (`kernels::planar_f32` with `PlanarSum::SaturatingPairs`), and
 //! `-x_zp * sum w` is added per output channel: the zero-point-corrected int32 accumulator,
 //! exactly (every value is an integer far below 2^24).
 //!
@@ -30,7 +30,7 @@
 
 use super::{OutputStage, OutputValue, Reduction};
 use crate::geometry::ConvGeometry;
-use crate::kernels::{KernelIsa, PLANAR_BLOCK};
+use crate::kernels::{KernelIsa, PLANAR_BLOCK, PlanarSum};
 use crate::layer::ConvLayer;
 
 /// Largest sum the float32 accumulation holds exactly.
@@ -311,20 +311,17 @@ impl<I: Copy + Into<i32>, S: OutputStage> crate::kernels::VectorTask for Channel
                 let oc = self.channel * plan.multiplier + k;
                 let weights = &plan.weights[oc * plan.taps..(oc + 1) * plan.taps];
                 let values = &mut values[..rows * wq];
+                let sum = if plan.saturating {
+                    PlanarSum::SaturatingPairs
+                } else {
+                    PlanarSum::Plain
+                };
+                crate::kernels::planar_f32(plan.kernel, sum, buffer, &plan.offsets, weights, grid);
                 if plan.saturating {
-                    crate::kernels::planar_pairs_f32(
-                        plan.kernel,
-                        buffer,
-                        &plan.offsets,
-                        weights,
-                        grid,
-                    );
                     let offset = plan.acc_offsets[oc];
                     for v in &mut grid[..values.len()] {
                         *v += offset;
                     }
-                } else {
-                    crate::kernels::planar_f32(plan.kernel, buffer, &plan.offsets, weights, grid);
                 }
                 self.stage
                     .run(plan.kernel, &grid[..values.len()], oc, values);

@@ -18,29 +18,21 @@ use crate::error::{Error, Result};
 /// The planar kernels compute outputs in blocks of this many values.
 pub const PLANAR_BLOCK: usize = 64;
 
-/// Planar convolution of one channel with `isa`'s kernel (see [`scalar::planar_f32`] for what
-/// it computes and when it is exact). `out.len()` must be a multiple of [`PLANAR_BLOCK`].
-pub fn planar_f32(
-    isa: KernelIsa,
-    src: &[f32],
-    offsets: &[usize],
-    weights: &[f32],
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if isa.has_avx2() {
-            return x86::planar_f32(isa, src, offsets, weights, out);
-        }
-    }
-    let _ = isa;
-    scalar::planar_f32(src, offsets, weights, out)
+/// How the planar kernels sum a channel's taps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanarSum {
+    /// Every product added ([`scalar::planar_f32`]).
+    Plain,
+    /// Taps two at a time, each pair clamped to int16 ([`scalar::planar_pairs_f32`]).
+    SaturatingPairs,
 }
 
-/// Planar convolution of one channel with saturating tap pairs, with `isa`'s kernel (see
-/// [`scalar::planar_pairs_f32`]). `out.len()` must be a multiple of [`PLANAR_BLOCK`].
-pub fn planar_pairs_f32(
+/// Planar convolution of one channel with `isa`'s kernel (see [`scalar::planar_f32`] for what
+/// it computes and when it is exact, [`scalar::planar_pairs_f32`] for the pairs).
+/// `out.len()` must be a multiple of [`PLANAR_BLOCK`].
+pub fn planar_f32(
     isa: KernelIsa,
+    sum: PlanarSum,
     src: &[f32],
     offsets: &[usize],
     weights: &[f32],
@@ -49,11 +41,14 @@ pub fn planar_pairs_f32(
     #[cfg(target_arch = "x86_64")]
     {
         if isa.has_avx2() {
-            return x86::planar_pairs_f32(isa, src, offsets, weights, out);
+            return x86::planar_f32(isa, sum, src, offsets, weights, out);
         }
     }
     let _ = isa;
-    scalar::planar_pairs_f32(src, offsets, weights, out)
+    match sum {
+        PlanarSum::Plain => scalar::planar_f32(src, offsets, weights, out),
+        PlanarSum::SaturatingPairs => scalar::planar_pairs_f32(src, offsets, weights, out),
+    }
 }
 
 /// The float32 requantization estimate (see [`scalar::requantize_f32`]) with `isa`'s kernel.

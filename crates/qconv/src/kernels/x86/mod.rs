@@ -28,11 +28,13 @@ pub fn gemm_u8s8_pairs(isa: KernelIsa, kq: usize, a: &[u8], b: &[i8], c: &mut [i
     unsafe { avx2::gemm_u8s8_pairs(kq, a.as_ptr(), b.as_ptr(), c.as_mut_ptr()) }
 }
 
-/// Planar convolution (see [`super::scalar::planar_f32`]) with `isa`'s widest float vectors.
-/// Panics unless `isa` has AVX2, `out.len()` is a multiple of [`super::PLANAR_BLOCK`], and every
-/// tap reads inside `src`.
+/// Planar convolution (see [`super::scalar::planar_f32`] and
+/// [`super::scalar::planar_pairs_f32`]) with `isa`'s widest float vectors. Panics unless `isa`
+/// has AVX2, `out.len()` is a multiple of [`super::PLANAR_BLOCK`], and every tap reads inside
+/// `src`.
 pub fn planar_f32(
     isa: KernelIsa,
+    sum: super::PlanarSum,
     src: &[f32],
     offsets: &[usize],
     weights: &[f32],
@@ -40,32 +42,14 @@ pub fn planar_f32(
 ) {
     check_planar(isa, src, offsets, weights, out);
     let (s, o, len) = (src.as_ptr(), out.as_mut_ptr(), out.len());
-    if isa.is_avx512_vnni() {
-        // SAFETY: AVX-512 F detected (KernelIsa); extents and block multiple checked above.
-        unsafe { planar::planar_avx512(s, offsets, weights, o, len) }
-    } else {
-        // SAFETY: AVX2 and FMA detected (every non-scalar KernelIsa); extents checked above.
-        unsafe { planar::planar_avx2(s, offsets, weights, o, len) }
-    }
-}
-
-/// Planar convolution with saturating tap pairs (see [`super::scalar::planar_pairs_f32`]) with
-/// `isa`'s widest float vectors; panics as [`planar_f32`].
-pub fn planar_pairs_f32(
-    isa: KernelIsa,
-    src: &[f32],
-    offsets: &[usize],
-    weights: &[f32],
-    out: &mut [f32],
-) {
-    check_planar(isa, src, offsets, weights, out);
-    let (s, o, len) = (src.as_ptr(), out.as_mut_ptr(), out.len());
-    if isa.is_avx512_vnni() {
-        // SAFETY: AVX-512 F detected (KernelIsa); extents and block multiple checked above.
-        unsafe { planar::planar_pairs_avx512(s, offsets, weights, o, len) }
-    } else {
-        // SAFETY: AVX2 and FMA detected (every non-scalar KernelIsa); extents checked above.
-        unsafe { planar::planar_pairs_avx2(s, offsets, weights, o, len) }
+    let pairs = sum == super::PlanarSum::SaturatingPairs;
+    // SAFETY (each call): AVX-512 F, or AVX2 and FMA, detected (KernelIsa); extents and the
+    // block multiple checked above.
+    match (isa.is_avx512_vnni(), pairs) {
+        (true, false) => unsafe { planar::planar_avx512::<false>(s, offsets, weights, o, len) },
+        (true, true) => unsafe { planar::planar_avx512::<true>(s, offsets, weights, o, len) },
+        (false, false) => unsafe { planar::planar_avx2::<false>(s, offsets, weights, o, len) },
+        (false, true) => unsafe { planar::planar_avx2::<true>(s, offsets, weights, o, len) },
     }
 }
 

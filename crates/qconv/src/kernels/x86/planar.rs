@@ -8,75 +8,14 @@ use std::arch::x86_64::*;
 
 use crate::kernels::scalar::{EstimateInput, EstimateOutput, F32Estimate};
 
+/// The plain sum (`PAIRS = false`, [`crate::kernels::scalar::planar_f32`]) or the saturating
+/// tap pairs ([`crate::kernels::scalar::planar_pairs_f32`]) on 8 lanes.
+///
 /// # Safety
 /// The CPU must support AVX2 and FMA. `out` must hold `len` values, `len % 32 == 0`, and
 /// `src` must hold `offsets[t] + len` values for every tap; `weights.len() >= offsets.len()`.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn planar_avx2(
-    src: *const f32,
-    offsets: &[usize],
-    weights: &[f32],
-    out: *mut f32,
-    len: usize,
-) {
-    // SAFETY (whole body): reads src[offsets[t] + j ..][..32] and writes out[j..][..32] for
-    // j + 32 <= len, inside the extents the caller guaranteed.
-    unsafe {
-        let mut j = 0;
-        while j < len {
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for (&offset, &w) in offsets.iter().zip(weights) {
-                let wv = _mm256_set1_ps(w);
-                let p = src.add(offset + j);
-                for (v, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p.add(8 * v)), *a);
-                }
-            }
-            for (v, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(out.add(j + 8 * v), *a);
-            }
-            j += 32;
-        }
-    }
-}
-
-/// # Safety
-/// The CPU must support AVX-512 F. As [`planar_avx2`] with `len % 64 == 0`.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn planar_avx512(
-    src: *const f32,
-    offsets: &[usize],
-    weights: &[f32],
-    out: *mut f32,
-    len: usize,
-) {
-    // SAFETY (whole body): reads src[offsets[t] + j ..][..64] and writes out[j..][..64] for
-    // j + 64 <= len, inside the extents the caller guaranteed.
-    unsafe {
-        let mut j = 0;
-        while j < len {
-            let mut acc = [_mm512_setzero_ps(); 4];
-            for (&offset, &w) in offsets.iter().zip(weights) {
-                let wv = _mm512_set1_ps(w);
-                let p = src.add(offset + j);
-                for (v, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p.add(16 * v)), *a);
-                }
-            }
-            for (v, a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(out.add(j + 16 * v), *a);
-            }
-            j += 64;
-        }
-    }
-}
-
-/// [`crate::kernels::scalar::planar_pairs_f32`] on 8 lanes.
-///
-/// # Safety
-/// As [`planar_avx2`].
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn planar_pairs_avx2(
+pub unsafe fn planar_avx2<const PAIRS: bool>(
     src: *const f32,
     offsets: &[usize],
     weights: &[f32],
@@ -93,19 +32,29 @@ pub unsafe fn planar_pairs_avx2(
         let mut j = 0;
         while j < len {
             let mut acc = [_mm256_setzero_ps(); 4];
-            for (o, w) in offsets.chunks(2).zip(weights.chunks(2)) {
-                let (pa, wa) = (src.add(o[0] + j), _mm256_set1_ps(w[0]));
-                // A last odd tap pairs with a zero weight (its own product never saturates).
-                let (pb, wb) = match (o, w) {
-                    ([_, ob], [_, wb]) => (src.add(ob + j), _mm256_set1_ps(*wb)),
-                    _ => (pa, _mm256_setzero_ps()),
-                };
-                for (v, a) in acc.iter_mut().enumerate() {
-                    let xa = _mm256_loadu_ps(pa.add(8 * v));
-                    let xb = _mm256_loadu_ps(pb.add(8 * v));
-                    // Exact: products and their sum are integers below 2^17.
-                    let pair = _mm256_fmadd_ps(wb, xb, _mm256_mul_ps(wa, xa));
-                    *a = _mm256_add_ps(*a, _mm256_min_ps(_mm256_max_ps(pair, lo), hi));
+            if PAIRS {
+                for (o, w) in offsets.chunks(2).zip(weights.chunks(2)) {
+                    let (pa, wa) = (src.add(o[0] + j), _mm256_set1_ps(w[0]));
+                    // A last odd tap pairs with a zero weight (its product never saturates).
+                    let (pb, wb) = match (o, w) {
+                        ([_, ob], [_, wb]) => (src.add(ob + j), _mm256_set1_ps(*wb)),
+                        _ => (pa, _mm256_setzero_ps()),
+                    };
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        let xa = _mm256_loadu_ps(pa.add(8 * v));
+                        let xb = _mm256_loadu_ps(pb.add(8 * v));
+                        // Exact: products and their sum are integers below 2^17.
+                        let pair = _mm256_fmadd_ps(wb, xb, _mm256_mul_ps(wa, xa));
+                        *a = _mm256_add_ps(*a, _mm256_min_ps(_mm256_max_ps(pair, lo), hi));
+                    }
+                }
+            } else {
+                for (&offset, &w) in offsets.iter().zip(weights) {
+                    let wv = _mm256_set1_ps(w);
+                    let p = src.add(offset + j);
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p.add(8 * v)), *a);
+                    }
                 }
             }
             for (v, a) in acc.iter().enumerate() {
@@ -116,12 +65,12 @@ pub unsafe fn planar_pairs_avx2(
     }
 }
 
-/// [`crate::kernels::scalar::planar_pairs_f32`] on 16 lanes.
+/// [`planar_avx2`] on 16 lanes.
 ///
 /// # Safety
-/// As [`planar_avx512`].
+/// The CPU must support AVX-512 F. As [`planar_avx2`] with `len % 64 == 0`.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn planar_pairs_avx512(
+pub unsafe fn planar_avx512<const PAIRS: bool>(
     src: *const f32,
     offsets: &[usize],
     weights: &[f32],
@@ -138,17 +87,27 @@ pub unsafe fn planar_pairs_avx512(
         let mut j = 0;
         while j < len {
             let mut acc = [_mm512_setzero_ps(); 4];
-            for (o, w) in offsets.chunks(2).zip(weights.chunks(2)) {
-                let (pa, wa) = (src.add(o[0] + j), _mm512_set1_ps(w[0]));
-                let (pb, wb) = match (o, w) {
-                    ([_, ob], [_, wb]) => (src.add(ob + j), _mm512_set1_ps(*wb)),
-                    _ => (pa, _mm512_setzero_ps()),
-                };
-                for (v, a) in acc.iter_mut().enumerate() {
-                    let xa = _mm512_loadu_ps(pa.add(16 * v));
-                    let xb = _mm512_loadu_ps(pb.add(16 * v));
-                    let pair = _mm512_fmadd_ps(wb, xb, _mm512_mul_ps(wa, xa));
-                    *a = _mm512_add_ps(*a, _mm512_min_ps(_mm512_max_ps(pair, lo), hi));
+            if PAIRS {
+                for (o, w) in offsets.chunks(2).zip(weights.chunks(2)) {
+                    let (pa, wa) = (src.add(o[0] + j), _mm512_set1_ps(w[0]));
+                    let (pb, wb) = match (o, w) {
+                        ([_, ob], [_, wb]) => (src.add(ob + j), _mm512_set1_ps(*wb)),
+                        _ => (pa, _mm512_setzero_ps()),
+                    };
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        let xa = _mm512_loadu_ps(pa.add(16 * v));
+                        let xb = _mm512_loadu_ps(pb.add(16 * v));
+                        let pair = _mm512_fmadd_ps(wb, xb, _mm512_mul_ps(wa, xa));
+                        *a = _mm512_add_ps(*a, _mm512_min_ps(_mm512_max_ps(pair, lo), hi));
+                    }
+                }
+            } else {
+                for (&offset, &w) in offsets.iter().zip(weights) {
+                    let wv = _mm512_set1_ps(w);
+                    let p = src.add(offset + j);
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p.add(16 * v)), *a);
+                    }
                 }
             }
             for (v, a) in acc.iter().enumerate() {
