@@ -22,7 +22,7 @@
 //! Each accumulator row is a run of one output channel's plane: the output stage requantizes it
 //! as a run and it is stored straight into NCHW.
 
-use super::{OutputStage, Reduction};
+use super::{InputValue, OutputStage, Reduction};
 use crate::dtype::DType;
 use crate::geometry::ConvGeometry;
 use crate::kernels::{self, DirectKind, KernelIsa};
@@ -48,7 +48,7 @@ pub(super) struct DirectPlan {
     /// Per tap, its pixel offset.
     tap_offsets: Vec<usize>,
     /// Per reduction step (tap-major), where its run starts for grid pixel 0, in values.
-    steps: Vec<usize>,
+    steps: kernels::DirectSteps,
     /// Output-channel tiles per group.
     oc_tiles: usize,
     /// Weight panels `[group][oc tile][step][mr][width]`.
@@ -189,7 +189,7 @@ impl DirectPlan {
             phases,
             plane_len,
             tap_offsets,
-            steps,
+            steps: kernels::DirectSteps::new(steps),
             oc_tiles,
             w_u8s8,
             w_i16,
@@ -219,7 +219,7 @@ impl DirectPlan {
         out: &mut [S::Out],
         stage: &S,
     ) where
-        I: Copy + Into<i32> + Sync,
+        I: InputValue,
         S: OutputStage,
     {
         let g = &self.g;
@@ -234,12 +234,12 @@ impl DirectPlan {
             match self.kind {
                 DirectKind::I16 => {
                     let zp = self.input_zero_point;
-                    let copy = self.interleaved_copy(pool, src, |v| (v - zp) as i16);
+                    let copy: Vec<i16> = self.interleaved_copy(pool, src, -zp);
                     self.run_item(pool, threads, Copy16(&copy), &[], out, stage);
                 }
                 _ => {
                     let off = self.activation_offset;
-                    let copy = self.interleaved_copy(pool, src, |v| (v + off) as u8);
+                    let copy: Vec<u8> = self.interleaved_copy(pool, src, off);
                     let sums = if self.needs_sums {
                         self.pixel_sums(&copy)
                     } else {
@@ -256,13 +256,15 @@ impl DirectPlan {
         &self,
         pool: Option<&rayon::ThreadPool>,
         src: &[I],
-        f: impl Fn(i32) -> T + Sync,
+        shift: i32,
     ) -> Vec<T>
     where
-        I: Copy + Into<i32> + Sync,
+        I: InputValue,
         T: Interleaved,
     {
         let g = &self.g;
+        // Stored values are the input plus `shift`, in T (in range for the layer's input type).
+        let f = |v: i32| T::stored(v + shift);
         let pad = T::try_from(self.pad_value).unwrap_or_default();
         let segment = self.plane_len * self.width;
         let mut copy = vec![pad; g.groups * self.slots * segment];
@@ -270,6 +272,28 @@ impl DirectPlan {
             let (grp, q) = (slot / self.slots, slot % self.slots);
             let cg = g.group_in_channels();
             let plane = self.phases * self.sub.0 * self.sub.1;
+            if g.stride[1] == 1 {
+                // Each input row lands contiguously in the copy: interleave straight from the
+                // source rows. Slots past the group's channels repeat its last channel (their
+                // weights are zero, and the pixel sums skip them).
+                let channel = |i: usize| grp * cg + (q * self.width + i).min(cg - 1);
+                let plane_of = |c: usize| &src[c * g.in_h * g.in_w..(c + 1) * g.in_h * g.in_w];
+                match self.width {
+                    4 => self.interleave_rows(
+                        [0, 1, 2, 3].map(|i| plane_of(channel(i))),
+                        dst,
+                        shift,
+                        planes,
+                    ),
+                    _ => self.interleave_rows(
+                        [0, 1].map(|i| plane_of(channel(i))),
+                        dst,
+                        shift,
+                        planes,
+                    ),
+                }
+                return;
+            }
             planes.clear();
             planes.resize(self.width * plane, pad);
             for i in 0..self.width {
@@ -308,6 +332,39 @@ impl DirectPlan {
             }
         }
         copy
+    }
+
+    /// Writes `W` channel planes interleaved into a slot's copy, each value plus `shift` (`dst`
+    /// already holds the padding); for horizontal stride 1, where every input row is one
+    /// contiguous run. `scratch` is working memory.
+    fn interleave_rows<I: InputValue, T: Interleaved, const W: usize>(
+        &self,
+        planes: [&[I]; W],
+        dst: &mut [T],
+        shift: i32,
+        scratch: &mut Vec<T>,
+    ) {
+        let g = &self.g;
+        let sh = g.stride[0];
+        let (hq, wq) = self.sub;
+        let (top, left, w) = (g.padding.top, g.padding.left, g.in_w);
+        let bytes = planes.map(I::as_u8);
+        for iy in 0..g.in_h {
+            let y = iy + top;
+            let start = ((y % sh) * hq * wq + (y / sh) * wq + left) * W;
+            let out = &mut dst[start..start + w * W];
+            if bytes.iter().all(Option::is_some) {
+                let rows = bytes.map(|b| &b.expect("checked")[iy * w..(iy + 1) * w]);
+                T::interleave_u8(self.kernel, &rows, shift, scratch, out);
+                continue;
+            }
+            let rows = planes.map(|p| &p[iy * w..(iy + 1) * w]);
+            for (j, out) in out.chunks_exact_mut(W).enumerate() {
+                for (o, row) in out.iter_mut().zip(&rows) {
+                    *o = T::stored(row[j].into() + shift);
+                }
+            }
+        }
     }
 
     /// Writes one channel plane into its stride phases (`dst` already holds the padding).
@@ -509,6 +566,16 @@ impl<T: Interleaved> crate::kernels::VectorTask for Interleave<'_, T> {
 trait Interleaved: Copy + Send + Sync + Default + TryFrom<i32> {
     /// `out[W j + i] = rows[i][j]` for the type's slot width `W`.
     fn interleave(isa: KernelIsa, rows: &[&[Self]], out: &mut [Self]);
+    /// An input value plus its shift as stored (in range by construction; truncates).
+    fn stored(v: i32) -> Self;
+    /// `out[W j + i] = stored(rows[i][j] + shift)` from byte rows; `scratch` is working memory.
+    fn interleave_u8(
+        isa: KernelIsa,
+        rows: &[&[u8]],
+        shift: i32,
+        scratch: &mut Vec<Self>,
+        out: &mut [Self],
+    );
 }
 
 impl Interleaved for u8 {
@@ -516,12 +583,53 @@ impl Interleaved for u8 {
     fn interleave(isa: KernelIsa, rows: &[&[u8]], out: &mut [u8]) {
         kernels::interleave_u8x4(isa, [rows[0], rows[1], rows[2], rows[3]], out)
     }
+
+    #[inline(always)]
+    fn stored(v: i32) -> u8 {
+        v as u8
+    }
+
+    fn interleave_u8(
+        isa: KernelIsa,
+        rows: &[&[u8]],
+        shift: i32,
+        _scratch: &mut Vec<u8>,
+        out: &mut [u8],
+    ) {
+        kernels::interleave_u8x4(isa, [rows[0], rows[1], rows[2], rows[3]], out);
+        if shift != 0 {
+            // Wrapping byte addition: int8 inputs stored as u8 (+128).
+            let shift = shift as u8;
+            out.iter_mut().for_each(|v| *v = v.wrapping_add(shift));
+        }
+    }
 }
 
 impl Interleaved for i16 {
     #[inline(always)]
     fn interleave(isa: KernelIsa, rows: &[&[i16]], out: &mut [i16]) {
         kernels::interleave_i16x2(isa, [rows[0], rows[1]], out)
+    }
+
+    #[inline(always)]
+    fn stored(v: i32) -> i16 {
+        v as i16
+    }
+
+    fn interleave_u8(
+        isa: KernelIsa,
+        rows: &[&[u8]],
+        shift: i32,
+        scratch: &mut Vec<i16>,
+        out: &mut [i16],
+    ) {
+        let w = rows[0].len();
+        scratch.clear();
+        for row in &rows[..2] {
+            scratch.extend(row.iter().map(|&v| (v as i32 + shift) as i16));
+        }
+        let (a, b) = scratch.split_at(w);
+        kernels::interleave_i16x2(isa, [a, b], out)
     }
 }
 

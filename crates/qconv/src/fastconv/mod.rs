@@ -29,6 +29,26 @@ use crate::geometry::ConvGeometry;
 use crate::kernels::KernelIsa;
 use crate::layer::ConvLayer;
 
+/// The element types the fast convolution reads activations from: any integer type holding the
+/// quantized values (`u8`, `i8`, `i16`, `i32`).
+pub trait InputValue: Copy + Into<i32> + Sync + Send {
+    /// The values as bytes when the type is `u8`, for the kernels' direct copies.
+    fn as_u8(values: &[Self]) -> Option<&[u8]> {
+        let _ = values;
+        None
+    }
+}
+
+impl InputValue for u8 {
+    fn as_u8(values: &[u8]) -> Option<&[u8]> {
+        Some(values)
+    }
+}
+
+impl InputValue for i8 {}
+impl InputValue for i16 {}
+impl InputValue for i32 {}
+
 /// What the plan's kernels compute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reduction {
@@ -143,7 +163,7 @@ impl ConvPlan {
     /// Runs the convolution on NCHW `input`, writing `stage`'s outputs into NCHW `out`.
     pub fn run<I, S>(&self, input: &[I], out: &mut [S::Out], stage: &S)
     where
-        I: Copy + Into<i32> + Sync,
+        I: InputValue,
         S: OutputStage,
     {
         let g = &self.g;

@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use super::OutputStage;
 use super::output::OutputValue;
+use super::{InputValue, OutputStage};
 use crate::geometry::ConvGeometry;
 use crate::kernels::{KernelIsa, scalar};
 use crate::layer::ConvLayer;
@@ -141,7 +141,7 @@ impl PairGemmPlan {
         out: &mut [S::Out],
         stage: &S,
     ) where
-        I: Copy + Into<i32> + Sync,
+        I: InputValue,
         S: OutputStage,
     {
         let g = &self.g;

@@ -28,7 +28,7 @@
 //! `oh0 .. oh0 + band_rows + (kh - 1) * dh / sh` (the last few are copied again by the next
 //! band).
 
-use super::{OutputStage, OutputValue, Reduction};
+use super::{InputValue, OutputStage, OutputValue, Reduction};
 use crate::geometry::ConvGeometry;
 use crate::kernels::{KernelIsa, PLANAR_BLOCK, PlanarSum};
 use crate::layer::ConvLayer;
@@ -185,7 +185,7 @@ impl PlanarPlan {
         out: &mut [S::Out],
         stage: &S,
     ) where
-        I: Copy + Into<i32> + Sync,
+        I: InputValue,
         S: OutputStage,
     {
         let g = &self.g;

@@ -123,13 +123,50 @@ pub fn direct_tile(isa: KernelIsa, kind: DirectKind) -> (usize, usize) {
 /// The scalar direct kernels' tile.
 const SCALAR_DIRECT_TILE: (usize, usize) = (4, 16);
 
+/// The reduction steps of a direct kernel: where each step's run starts in the activation
+/// copy. The largest start is kept so that the kernels' safe wrappers check their reads in
+/// constant time on every tile.
+#[derive(Clone, Debug, Default)]
+pub struct DirectSteps {
+    offsets: Vec<usize>,
+    max: usize,
+}
+
+impl DirectSteps {
+    /// Steps starting at `offsets`, in reduction order.
+    pub fn new(offsets: Vec<usize>) -> DirectSteps {
+        let max = offsets.iter().copied().max().unwrap_or(0);
+        DirectSteps { offsets, max }
+    }
+
+    /// The starts, in reduction order.
+    pub fn offsets(&self) -> &[usize] {
+        &self.offsets
+    }
+
+    /// The largest start (0 without steps).
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The number of steps.
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// Whether there are no steps.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+}
+
 /// Direct u8 x s8 tile (see [`scalar::direct_u8s8`]) with the tile of [`direct_tile`], row `m`
 /// stored at `acc[m * ldc ..]`.
 #[inline(always)]
 pub fn direct_u8s8(
     isa: KernelIsa,
     pairs: bool,
-    steps: &[usize],
+    steps: &DirectSteps,
     b: &[u8],
     w: &[i8],
     acc: &mut [i32],
@@ -148,14 +185,14 @@ pub fn direct_u8s8(
     }
     let _ = kind;
     let (mr, tw) = SCALAR_DIRECT_TILE;
-    scalar::direct_u8s8(mr, tw, pairs, steps, b, w, acc, ldc)
+    scalar::direct_u8s8(mr, tw, pairs, steps.offsets(), b, w, acc, ldc)
 }
 
 /// Direct i16 tile (see [`scalar::direct_i16`]) with the tile of [`direct_tile`].
 #[inline(always)]
 pub fn direct_i16(
     isa: KernelIsa,
-    steps: &[usize],
+    steps: &DirectSteps,
     b: &[i16],
     w: &[i16],
     acc: &mut [i32],
@@ -168,7 +205,7 @@ pub fn direct_i16(
         }
     }
     let (mr, tw) = SCALAR_DIRECT_TILE;
-    scalar::direct_i16(mr, tw, steps, b, w, acc, ldc)
+    scalar::direct_i16(mr, tw, steps.offsets(), b, w, acc, ldc)
 }
 
 /// Four byte rows interleaved into `out` (see [`scalar::interleave`]).

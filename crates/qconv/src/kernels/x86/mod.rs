@@ -86,7 +86,7 @@ pub fn direct_tile(isa: KernelIsa, kind: super::DirectKind) -> Option<(usize, us
 fn check_direct(
     tile: (usize, usize),
     width: usize,
-    steps: &[usize],
+    steps: &super::DirectSteps,
     b: usize,
     w: usize,
     acc: usize,
@@ -94,7 +94,10 @@ fn check_direct(
 ) {
     let (mr, tw) = tile;
     let span = tw * width;
-    assert!(steps.iter().all(|&s| s + span <= b), "step outside B");
+    assert!(
+        steps.is_empty() || steps.max() + span <= b,
+        "step outside B"
+    );
     assert!(w >= steps.len() * mr * width, "weight panel too short");
     assert!(
         ldc >= tw && acc >= (mr - 1) * ldc + tw,
@@ -107,7 +110,7 @@ fn check_direct(
 pub fn direct_u8s8(
     isa: KernelIsa,
     pairs: bool,
-    steps: &[usize],
+    steps: &super::DirectSteps,
     b: &[u8],
     w: &[i8],
     acc: &mut [i32],
@@ -121,6 +124,7 @@ pub fn direct_u8s8(
     let tile = direct_tile(isa, kind).expect("a direct kernel for this kernel set");
     check_direct(tile, 4, steps, b.len(), w.len(), acc.len(), ldc);
     let (b, w, acc) = (b.as_ptr(), w.as_ptr(), acc.as_mut_ptr());
+    let steps = steps.offsets();
     if pairs {
         // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
         unsafe { direct::u8s8_pairs_avx2(steps, b, w, acc, ldc) }
@@ -137,7 +141,7 @@ pub fn direct_u8s8(
 /// or if an extent is wrong.
 pub fn direct_i16(
     isa: KernelIsa,
-    steps: &[usize],
+    steps: &super::DirectSteps,
     b: &[i16],
     w: &[i16],
     acc: &mut [i32],
@@ -145,6 +149,7 @@ pub fn direct_i16(
 ) {
     let tile = direct_tile(isa, super::DirectKind::I16).expect("an AVX2 kernel set");
     check_direct(tile, 2, steps, b.len(), w.len(), acc.len(), ldc);
+    let steps = steps.offsets();
     // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
     unsafe { direct::i16_avx2(steps, b.as_ptr(), w.as_ptr(), acc.as_mut_ptr(), ldc) }
 }
