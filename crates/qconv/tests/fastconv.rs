@@ -174,12 +174,24 @@ fn layer(s: &Spec) -> ConvLayer {
 }
 
 fn run_plan(plan: &ConvPlan, layer: &ConvLayer) -> Vec<i32> {
+    let stage = qconv::fastconv::output::Accumulators;
     let mut out = vec![i32::MIN; layer.output_len()];
-    plan.run(
-        &layer.input.data,
-        &mut out,
-        &qconv::fastconv::output::Accumulators,
-    );
+    plan.run(&layer.input.data, &mut out, &stage);
+    // The same plan on the input's own integer type (u8 inputs take their own copy path).
+    let mut typed = vec![i32::MIN; layer.output_len()];
+    let data = &layer.input.data;
+    match layer.input.dtype {
+        DType::Uint8 => {
+            let bytes: Vec<u8> = data.iter().map(|&v| v as u8).collect();
+            plan.run(&bytes, &mut typed, &stage);
+        }
+        DType::Int8 => {
+            let bytes: Vec<i8> = data.iter().map(|&v| v as i8).collect();
+            plan.run(&bytes, &mut typed, &stage);
+        }
+        _ => typed.clone_from(&out),
+    }
+    assert_eq!(typed, out, "the plan on {} values", layer.input.dtype);
     out
 }
 
