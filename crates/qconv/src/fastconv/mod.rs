@@ -177,10 +177,17 @@ impl ConvPlan {
             g.output_shape().iter().product::<usize>(),
             "output length"
         );
-        match &self.route {
+        let mut run = || match &self.route {
             Route::Planar(p) => p.run(self.pool.as_deref(), input, out, stage),
             Route::Direct(d) => d.run(self.pool.as_deref(), input, out, stage),
             Route::Pairs(p) => p.run(self.pool.as_ref(), input, out, stage),
+        };
+        // One entry into the pool for the whole call: the routes' parallel phases (copy, then
+        // tiles) then run back to back on threads that are already awake (`install` from a pool
+        // thread runs in place), instead of handing the call to the pool and back per phase.
+        match &self.pool {
+            Some(pool) => pool.install(run),
+            None => run(),
         }
     }
 }
