@@ -489,12 +489,15 @@ impl DirectPlan {
 
 /// The interleaved copy, by element type.
 trait CopyRef: Copy + Send + Sync {
-    /// The tile product at grid pixel `p0` of group `grp` with weight tile `panel`.
+    /// The tile product at grid pixel `p0` of group `grp` with weight tile `panel`, of which
+    /// the first `pixels` columns are needed.
+    #[allow(clippy::too_many_arguments)]
     fn product(
         &self,
         plan: &DirectPlan,
         grp: usize,
         p0: usize,
+        pixels: usize,
         panel: usize,
         acc: &mut [i32],
         ldc: usize,
@@ -514,6 +517,7 @@ impl CopyRef for Copy8<'_> {
         plan: &DirectPlan,
         grp: usize,
         p0: usize,
+        pixels: usize,
         panel: usize,
         acc: &mut [i32],
         ldc: usize,
@@ -523,7 +527,7 @@ impl CopyRef for Copy8<'_> {
         let len = plan.steps.len() * plan.mr * 4;
         let w = &plan.w_u8s8[panel * len..(panel + 1) * len];
         let pairs = plan.kind == DirectKind::U8S8Pairs;
-        kernels::direct_u8s8(plan.kernel, pairs, &plan.steps, b, w, acc, ldc);
+        kernels::direct_u8s8(plan.kernel, pairs, pixels, &plan.steps, b, w, acc, ldc);
     }
 }
 
@@ -534,6 +538,7 @@ impl CopyRef for Copy16<'_> {
         plan: &DirectPlan,
         grp: usize,
         p0: usize,
+        _pixels: usize,
         panel: usize,
         acc: &mut [i32],
         ldc: usize,
@@ -682,8 +687,9 @@ impl<C: CopyRef, S: OutputStage> crate::kernels::VectorTask for DirectJob<'_, '_
                 for tile in b0..b1 {
                     let at = (tile - b0) * tw;
                     let panel = grp * plan.oc_tiles + u;
+                    let pixels = tw.min(grid_len.saturating_sub(tile * tw));
                     self.copy
-                        .product(plan, grp, tile * tw, panel, &mut acc[at..], block);
+                        .product(plan, grp, tile * tw, pixels, panel, &mut acc[at..], block);
                 }
                 for m in 0..mr {
                     let local = u * mr + m;

@@ -161,11 +161,14 @@ impl DirectSteps {
 }
 
 /// Direct u8 x s8 tile (see [`scalar::direct_u8s8`]) with the tile of [`direct_tile`], row `m`
-/// stored at `acc[m * ldc ..]`.
+/// stored at `acc[m * ldc ..]`. Only the first `pixels` columns are needed: kernels may skip
+/// whole vectors past them (the rest of the tile is then left as it was).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub fn direct_u8s8(
     isa: KernelIsa,
     pairs: bool,
+    pixels: usize,
     steps: &DirectSteps,
     b: &[u8],
     w: &[i8],
@@ -180,10 +183,10 @@ pub fn direct_u8s8(
     #[cfg(target_arch = "x86_64")]
     {
         if x86::direct_tile(isa, kind).is_some() {
-            return x86::direct_u8s8(isa, pairs, steps, b, w, acc, ldc);
+            return x86::direct_u8s8(isa, pairs, pixels, steps, b, w, acc, ldc);
         }
     }
-    let _ = kind;
+    let _ = (kind, pixels);
     let (mr, tw) = SCALAR_DIRECT_TILE;
     scalar::direct_u8s8(mr, tw, pairs, steps.offsets(), b, w, acc, ldc)
 }

@@ -17,24 +17,27 @@ pub const AVXVNNI_TILE: (usize, usize) = (4, 24);
 pub const AVX2_PAIRS_TILE: (usize, usize) = (4, 16);
 pub const AVX2_I16_TILE: (usize, usize) = (5, 16);
 
-/// Exact u8 x s8 with 512-bit `vpdpbusd`.
+/// Exact u8 x s8 with 512-bit `vpdpbusd`, on `16 * NZ` pixels (`NZ` of 1 to 3: the full tile
+/// is 48 wide; narrower ones finish a grid without computing pixels past its end).
 ///
 /// # Safety
 /// The CPU must support AVX-512 F, BW and VNNI. For every step `s < steps.len()`,
-/// `b + steps[s]` must be valid for `48 * 4` bytes; `w` must hold `steps.len() * 8 * 4` bytes,
-/// `acc` `7 * ldc + 48` values.
+/// `b + steps[s]` must be valid for `16 * NZ * 4` bytes; `w` must hold `steps.len() * 8 * 4`
+/// bytes, `acc` `7 * ldc + 16 * NZ` values.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub unsafe fn u8s8_avx512(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32, ldc: usize) {
+pub unsafe fn u8s8_avx512<const NZ: usize>(
+    steps: &[usize],
+    b: *const u8,
+    w: *const i8,
+    acc: *mut i32,
+    ldc: usize,
+) {
     // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
     unsafe {
-        let mut c = [[_mm512_setzero_si512(); 3]; 8];
+        let mut c = [[_mm512_setzero_si512(); NZ]; 8];
         for (s, &offset) in steps.iter().enumerate() {
             let bp = b.add(offset) as *const __m512i;
-            let bv = [
-                _mm512_loadu_si512(bp),
-                _mm512_loadu_si512(bp.add(1)),
-                _mm512_loadu_si512(bp.add(2)),
-            ];
+            let bv: [__m512i; NZ] = std::array::from_fn(|j| _mm512_loadu_si512(bp.add(j)));
             let wp = w.add(s * 32) as *const i32;
             for (m, row) in c.iter_mut().enumerate() {
                 let wv = _mm512_set1_epi32(wp.add(m).read_unaligned());

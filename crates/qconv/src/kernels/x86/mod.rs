@@ -110,6 +110,7 @@ fn check_direct(
 pub fn direct_u8s8(
     isa: KernelIsa,
     pairs: bool,
+    pixels: usize,
     steps: &super::DirectSteps,
     b: &[u8],
     w: &[i8],
@@ -129,8 +130,13 @@ pub fn direct_u8s8(
         // SAFETY: AVX2 detected (KernelIsa); every extent checked above.
         unsafe { direct::u8s8_pairs_avx2(steps, b, w, acc, ldc) }
     } else if isa.is_avx512_vnni() {
-        // SAFETY: AVX-512 F/BW/VNNI detected; every extent checked above.
-        unsafe { direct::u8s8_avx512(steps, b, w, acc, ldc) }
+        // SAFETY: AVX-512 F/BW/VNNI detected; every extent checked above for the full tile,
+        // which the narrower ones stay inside.
+        match pixels.div_ceil(16) {
+            0 | 1 => unsafe { direct::u8s8_avx512::<1>(steps, b, w, acc, ldc) },
+            2 => unsafe { direct::u8s8_avx512::<2>(steps, b, w, acc, ldc) },
+            _ => unsafe { direct::u8s8_avx512::<3>(steps, b, w, acc, ldc) },
+        }
     } else {
         // SAFETY: AVX2 + AVX-VNNI detected; every extent checked above.
         unsafe { direct::u8s8_avxvnni(steps, b, w, acc, ldc) }
