@@ -107,6 +107,7 @@ fn check_direct(
 
 /// Direct u8 x s8 tile (see [`super::scalar::direct_u8s8`]) with `isa`'s kernel. Panics if
 /// `isa` has none for this kind or an extent is wrong.
+#[allow(clippy::too_many_arguments)] // The tile's operands, as the scalar kernel takes them.
 pub fn direct_u8s8(
     isa: KernelIsa,
     pairs: bool,
