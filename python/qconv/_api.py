@@ -634,6 +634,8 @@ class Comparison:
         total = int(np.prod(self.layer.output_shape))
         lines.append("")
         lines.append(f"{len(diff)} of {total} output elements differ between at least two engines.")
+        lines.append("")
+        lines.append("pairwise disagreement:")
         for (a, b), n in self.pairwise().items():
             lines.append(f"  {a:<{width}}  vs  {b:<{width}}  {n:>8} of {total} ({100.0 * n / total:.2f}%)")
         return "\n".join(lines)
@@ -773,7 +775,7 @@ class Explanation(dict):
         return out
 
     def __repr__(self) -> str:
-        return self.text(detail=5, limit=50)
+        return f"layer   {self._native.description()}\n" + self.text(detail=5, limit=50)
 
     def _repr_html_(self) -> str:
         return self.html(limit=2000)

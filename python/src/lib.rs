@@ -654,6 +654,11 @@ impl Explanation {
         })
     }
 
+    /// The layer's one-line description.
+    fn description(&self) -> String {
+        self.description.clone()
+    }
+
     /// Number of differing elements.
     fn __len__(&self) -> usize {
         self.inner.elements.len()
