@@ -499,6 +499,15 @@ impl ConvLayer {
         Ok(layer)
     }
 
+    /// The int32 bias of each output channel (ONNX, TFLite), zeros without one. A float bias
+    /// is not converted: the engines that take int32 bias refuse it before asking.
+    pub fn int32_bias(&self) -> Vec<i32> {
+        match &self.bias {
+            Some(Bias::Int32(b)) => b.clone(),
+            _ => vec![0; self.geometry.out_channels],
+        }
+    }
+
     /// Number of output elements.
     pub fn output_len(&self) -> usize {
         self.geometry.output_shape().iter().product()

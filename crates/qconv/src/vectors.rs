@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::dtype::DType;
 use crate::engines::{self, Accumulators, EngineKind, RunOptions, tflite, tflite_reference};
 use crate::error::{Error, Result};
-use crate::layer::{Bias, ConvLayer};
+use crate::layer::ConvLayer;
 use crate::requant::{FixedPointRounding, quantize_multiplier};
 
 /// The file format of the vectors.
@@ -224,10 +224,7 @@ pub fn vectors(
         EngineKind::TfliteReferenceSingleRounding => FixedPointRounding::Single,
         _ => FixedPointRounding::Double,
     };
-    let bias: Vec<i32> = match &layer.bias {
-        Some(Bias::Int32(b)) => b.clone(),
-        _ => vec![0; oc_len],
-    };
+    let bias: Vec<i32> = layer.int32_bias();
     let (mut multipliers, mut shifts, mut float_multipliers) = (vec![], vec![], vec![]);
     for oc in 0..oc_len {
         let ws = layer.weight.quant.scale(oc) as f32;

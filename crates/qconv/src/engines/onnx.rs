@@ -30,22 +30,28 @@ pub(super) fn check_onnx_layer(engine: &str, layer: &ConvLayer) -> Result<()> {
     Ok(())
 }
 
+/// QLinearConv's requantization multiplier per output channel, `(x_scale * w_scale) / y_scale`
+/// in float32 (the ONNX reference evaluator and ONNX Runtime form it alike).
+pub(super) fn qlinear_multipliers(
+    layer: &ConvLayer,
+    input_scale: f64,
+    output_scale: f64,
+) -> Vec<f32> {
+    let (xs, ys) = (input_scale as f32, output_scale as f32);
+    (0..layer.geometry.out_channels)
+        .map(|oc| (xs * layer.weight.quant.scale(oc) as f32) / ys)
+        .collect()
+}
+
 /// The ONNX reference requantizer of a QLinearConv layer.
 pub fn requantizer(
     layer: &ConvLayer,
     input_scale: f64,
     output_scale: f64,
 ) -> Float64ProductRequantizer {
-    let g = &layer.geometry;
-    let (xs, ys) = (input_scale as f32, output_scale as f32);
     Float64ProductRequantizer {
-        multipliers: (0..g.out_channels)
-            .map(|oc| (xs * layer.weight.quant.scale(oc) as f32) / ys)
-            .collect(),
-        bias: match &layer.bias {
-            Some(Bias::Int32(b)) => b.clone(),
-            _ => vec![0; g.out_channels],
-        },
+        multipliers: qlinear_multipliers(layer, input_scale, output_scale),
+        bias: layer.int32_bias(),
         zero_point: layer.output.zero_point,
         range: (
             layer.output.dtype.min() as i32,

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::fastconv::Reduction;
 use crate::geometry::ReductionOrder;
 use crate::isa::Isa;
-use crate::layer::{Bias, ConvLayer};
+use crate::layer::ConvLayer;
 use crate::requant::{Fp32Requantizer, Fp32Store, requantize_all};
 
 /// The routes ONNX Runtime's QLinearConv chooses between.
@@ -119,16 +119,9 @@ pub fn accumulation(layer: &ConvLayer, isa: Isa) -> Result<OrtAccumulation> {
 
 /// ONNX Runtime's requantizer for a QLinearConv layer.
 pub fn requantizer(layer: &ConvLayer, input_scale: f64, output_scale: f64) -> Fp32Requantizer {
-    let g = &layer.geometry;
-    let (xs, ys) = (input_scale as f32, output_scale as f32);
     Fp32Requantizer {
-        multipliers: (0..g.out_channels)
-            .map(|oc| (xs * layer.weight.quant.scale(oc) as f32) / ys)
-            .collect(),
-        bias: match &layer.bias {
-            Some(Bias::Int32(b)) => b.clone(),
-            _ => vec![0; g.out_channels],
-        },
+        multipliers: super::onnx::qlinear_multipliers(layer, input_scale, output_scale),
+        bias: layer.int32_bias(),
         zero_point: layer.output.zero_point,
         dtype: layer.output.dtype,
         range: (

@@ -15,7 +15,7 @@ use super::{Accumulators, EngineKind, EngineOutput, RunOptions};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::geometry::Padding;
-use crate::layer::{Bias, ConvLayer, PaddingMode};
+use crate::layer::{ConvLayer, PaddingMode};
 use crate::requant::{Fp32Requantizer, Fp32Store, requantize_all};
 
 /// XNNPACK's `xnn_qs8_quantize`: `lrintf(clamp(value / scale + zp, -128, 127))`.
@@ -62,10 +62,7 @@ pub fn requantizer(layer: &ConvLayer) -> Result<Fp32Requantizer> {
     }
     Ok(Fp32Requantizer {
         multipliers,
-        bias: match &layer.bias {
-            Some(Bias::Int32(b)) => b.clone(),
-            _ => vec![0; oc_len],
-        },
+        bias: layer.int32_bias(),
         zero_point: layer.output.zero_point,
         dtype: DType::Int8,
         range: output_range(layer, s.output),

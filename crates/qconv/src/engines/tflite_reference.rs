@@ -113,10 +113,7 @@ pub fn requantizer(
     Ok(FixedPointRequantizer {
         multipliers,
         shifts,
-        bias: match &layer.bias {
-            Some(Bias::Int32(b)) => b.clone(),
-            _ => vec![0; oc_len],
-        },
+        bias: layer.int32_bias(),
         zero_point: layer.output.zero_point,
         range: activation_range(layer, s.output),
         rounding,
