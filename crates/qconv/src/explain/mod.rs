@@ -682,6 +682,25 @@ fn engine_causes(
     };
     let ideal_trace = ideal.trace(acc, oc);
     let start = ideal_trace.unclamped;
+    // The end of every chain through an engine's own requantizer: `requant-rounding` from
+    // `from` to the engine's unclamped integer, then `output-clamp` to its output.
+    let requant_steps = |causes: &mut Vec<Cause>,
+                         from: i64,
+                         exact: &RequantTrace,
+                         t: &RequantTrace,
+                         multiplier: Vec<f32>,
+                         rule: &'static str| {
+        let evidence = requant_evidence(layer, oc, multiplier, exact, t, rule);
+        let at = step(
+            causes,
+            engine,
+            CauseKind::RequantRounding,
+            from,
+            t.unclamped,
+            evidence,
+        );
+        clamp_step(causes, engine, layer, at, output);
+    };
     match &tracer.rounding {
         Rounding::Exact => {
             clamp_step(causes, engine, layer, start, output);
@@ -741,22 +760,14 @@ fn engine_causes(
         Rounding::FloatBias(requant) => {
             let t = requant.trace(acc as i32, oc);
             let m = requant.multipliers[oc];
-            let at = step(
+            requant_steps(
                 causes,
-                engine,
-                CauseKind::RequantRounding,
                 start,
-                t.unclamped,
-                requant_evidence(
-                    layer,
-                    oc,
-                    vec![m],
-                    &ideal_trace,
-                    &t,
-                    "f32(acc) + bias term, times f32 multiplier, cvtps2dq (ties to even), zero point added after rounding",
-                ),
+                &ideal_trace,
+                &t,
+                vec![m],
+                "f32(acc) + bias term, times f32 multiplier, cvtps2dq (ties to even), zero point added after rounding",
             );
-            clamp_step(causes, engine, layer, at, output);
         }
         Rounding::IntegerBias {
             requant,
@@ -787,93 +798,61 @@ fn engine_causes(
                 None => (start, ideal_trace),
             };
             let t = requant.trace(acc as i32, oc);
-            let at = step(
+            requant_steps(
                 causes,
-                engine,
-                CauseKind::RequantRounding,
                 at,
-                t.unclamped,
-                requant_evidence(
-                    layer,
-                    oc,
-                    vec![requant.multipliers[oc]],
-                    &with_bias,
-                    &t,
-                    "f32(acc + integer bias) times f32 multiplier, ties to even, zero point added after rounding",
-                ),
+                &with_bias,
+                &t,
+                vec![requant.multipliers[oc]],
+                "f32(acc + integer bias) times f32 multiplier, ties to even, zero point added after rounding",
             );
-            clamp_step(causes, engine, layer, at, output);
         }
         Rounding::PostOps(requant) => {
             let t = requant.trace(acc as i32, oc);
-            let at = step(
+            requant_steps(
                 causes,
-                engine,
-                CauseKind::RequantRounding,
                 start,
-                t.unclamped,
-                requant_evidence(
-                    layer,
-                    oc,
-                    vec![
-                        requant.source_scale,
-                        requant.weight_scales[oc],
-                        requant.output_reciprocal,
-                    ],
-                    &ideal_trace,
-                    &t,
-                    "f32(acc) * source scale * weight scale + bias, times f32(1/s_out), plus zero point in float, ties to even",
-                ),
+                &ideal_trace,
+                &t,
+                vec![
+                    requant.source_scale,
+                    requant.weight_scales[oc],
+                    requant.output_reciprocal,
+                ],
+                "f32(acc) * source scale * weight scale + bias, times f32(1/s_out), plus zero point in float, ties to even",
             );
-            clamp_step(causes, engine, layer, at, output);
         }
         Rounding::FixedPoint(requant) => {
             let t = requant.trace(acc as i32, oc);
-            let at = step(
+            requant_steps(
                 causes,
-                engine,
-                CauseKind::RequantRounding,
                 start,
-                t.unclamped,
-                requant_evidence(
-                    layer,
-                    oc,
-                    vec![requant.real_multiplier(oc) as f32],
-                    &ideal_trace,
-                    &t,
-                    match requant.rounding {
-                        FixedPointRounding::Double => {
-                            "(acc + bias) times a Q31 multiplier and a shift: rounding doubling high multiply (ties up), then rounding right shift (ties away from zero)"
-                        }
-                        FixedPointRounding::Single => {
-                            "(acc + bias) times a Q31 multiplier, one rounding right shift, half up"
-                        }
-                    },
-                ),
+                &ideal_trace,
+                &t,
+                vec![requant.real_multiplier(oc) as f32],
+                match requant.rounding {
+                    FixedPointRounding::Double => {
+                        "(acc + bias) times a Q31 multiplier and a shift: rounding doubling high multiply (ties up), then rounding right shift (ties away from zero)"
+                    }
+                    FixedPointRounding::Single => {
+                        "(acc + bias) times a Q31 multiplier, one rounding right shift, half up"
+                    }
+                },
             );
-            clamp_step(causes, engine, layer, at, output);
         }
         Rounding::Float64(requant) => {
             let requant = requant
                 .as_ref()
                 .expect("a quantized output has a requantizer");
             let t = requant.trace(acc as i32, oc);
-            let at = step(
+            requant_steps(
                 causes,
-                engine,
-                CauseKind::RequantRounding,
                 start,
-                t.unclamped,
-                requant_evidence(
-                    layer,
-                    oc,
-                    vec![requant.multipliers[oc]],
-                    &ideal_trace,
-                    &t,
-                    "f64(acc + bias) * f64(f32 multiplier) + zero point in float64, half to even",
-                ),
+                &ideal_trace,
+                &t,
+                vec![requant.multipliers[oc]],
+                "f64(acc + bias) * f64(f32 multiplier) + zero point in float64, half to even",
             );
-            clamp_step(causes, engine, layer, at, output);
         }
     }
     Ok(())
