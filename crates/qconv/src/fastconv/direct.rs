@@ -367,6 +367,24 @@ impl DirectPlan {
         }
     }
 
+    /// A tile's operands: group `grp`'s copy from grid pixel `p0` on, and weight panel `panel`
+    /// (both `width` values per pixel or per weight slot).
+    fn operands<'c, A, W>(
+        &self,
+        copy: &'c [A],
+        weights: &'c [W],
+        grp: usize,
+        p0: usize,
+        panel: usize,
+    ) -> (&'c [A], &'c [W]) {
+        let segment = self.slots * self.plane_len * self.width;
+        let len = self.steps.len() * self.mr * self.width;
+        (
+            &copy[grp * segment + p0 * self.width..(grp + 1) * segment],
+            &weights[panel * len..(panel + 1) * len],
+        )
+    }
+
     /// Writes one channel plane into its stride phases (`dst` already holds the padding).
     fn phase_split<I: Copy + Into<i32>, T: Copy>(
         &self,
@@ -522,10 +540,7 @@ impl CopyRef for Copy8<'_> {
         acc: &mut [i32],
         ldc: usize,
     ) {
-        let segment = plan.slots * plan.plane_len * 4;
-        let b = &self.0[grp * segment + p0 * 4..(grp + 1) * segment];
-        let len = plan.steps.len() * plan.mr * 4;
-        let w = &plan.w_u8s8[panel * len..(panel + 1) * len];
+        let (b, w) = plan.operands(self.0, &plan.w_u8s8, grp, p0, panel);
         let pairs = plan.kind == DirectKind::U8S8Pairs;
         kernels::direct_u8s8(plan.kernel, pairs, pixels, &plan.steps, b, w, acc, ldc);
     }
@@ -543,10 +558,7 @@ impl CopyRef for Copy16<'_> {
         acc: &mut [i32],
         ldc: usize,
     ) {
-        let segment = plan.slots * plan.plane_len * 2;
-        let b = &self.0[grp * segment + p0 * 2..(grp + 1) * segment];
-        let len = plan.steps.len() * plan.mr * 2;
-        let w = &plan.w_i16[panel * len..(panel + 1) * len];
+        let (b, w) = plan.operands(self.0, &plan.w_i16, grp, p0, panel);
         kernels::direct_i16(plan.kernel, &plan.steps, b, w, acc, ldc);
     }
 }

@@ -214,9 +214,7 @@ impl<R: Requantizer<Acc = i32>, T: OutputValue> OutputStage for Requantized<'_, 
 
     #[inline(always)]
     fn row(&self, accs: &[i32], oc0: usize, out: &mut [T]) {
-        for (i, (&a, o)) in accs.iter().zip(out.iter_mut()).enumerate() {
-            *o = T::from_i32(self.requantizer.requantize(a, oc0 + i));
-        }
+        self.per_element().row(accs, oc0, out)
     }
 
     #[inline(always)]
@@ -231,9 +229,7 @@ impl<R: Requantizer<Acc = i32>, T: OutputValue> OutputStage for Requantized<'_, 
             }
             return;
         }
-        for (&a, o) in accs.iter().zip(out.iter_mut()) {
-            *o = T::from_i32(self.requantizer.requantize(exact_f32_to_i32(a), oc));
-        }
+        self.per_element().run(isa, accs, oc, out)
     }
 
     #[inline(always)]
@@ -245,9 +241,15 @@ impl<R: Requantizer<Acc = i32>, T: OutputValue> OutputStage for Requantized<'_, 
             }
             return;
         }
-        for (&a, o) in accs.iter().zip(out.iter_mut()) {
-            *o = T::from_i32(self.requantizer.requantize(a.wrapping_add(acc_offset), oc));
-        }
+        self.per_element().run_i32(isa, accs, acc_offset, oc, out)
+    }
+}
+
+impl<R: Requantizer<Acc = i32>, T: OutputValue> Requantized<'_, R, T> {
+    /// The requantizer element by element, for schemes without a SIMD run.
+    #[inline(always)]
+    fn per_element(&self) -> PerElement<impl Fn(i32, usize) -> T + Sync + '_> {
+        PerElement(|a, oc| T::from_i32(self.requantizer.requantize(a, oc)))
     }
 }
 
