@@ -1,40 +1,18 @@
 //! The `qconv` binary end to end: results, formats, and bad input (exit code 2, one line naming
 //! the file and the field or line, nothing written, no panic).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{assert_user_error, qconv, repo, scratch};
 
 fn forum() -> String {
     repo()
         .join("examples/forum-5x5.toml")
         .to_string_lossy()
         .into_owned()
-}
-
-/// Runs qconv; returns (exit code, stdout, stderr).
-fn qconv(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qconv"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("qconv runs");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-/// A fresh directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> String {
@@ -65,24 +43,6 @@ dtype = "uint8"
 scale = 0.1
 zero_point = 5
 "#;
-
-/// Asserts a user error: exit code 2, one line on stderr containing every `needle`, nothing on
-/// stdout, no panic.
-fn assert_user_error(args: &[&str], needles: &[&str]) {
-    let (code, stdout, stderr) = qconv(args);
-    assert_eq!(code, 2, "{args:?}: exit code\nstderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "{args:?}: one line: {stderr}"
-    );
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "{args:?}: `{n}` missing from: {stderr}");
-    }
-    assert!(stdout.is_empty(), "{args:?}: stdout: {stdout}");
-}
 
 /// Writes `LAYER` with `from` replaced by `to`, runs `qconv run` with an output file, and checks
 /// the error and that nothing was written.

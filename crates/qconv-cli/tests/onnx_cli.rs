@@ -2,12 +2,11 @@
 //! whole-model `check`, and bad models and inputs (exit code 2, one line naming the file and the
 //! field, no panic).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::{Path, PathBuf};
+
+use common::{assert_user_error, qconv, repo};
 
 fn models() -> PathBuf {
     repo().join("tests/data/models")
@@ -17,39 +16,8 @@ fn model(name: &str) -> String {
     models().join(name).to_string_lossy().into_owned()
 }
 
-/// Runs qconv; returns (exit code, stdout, stderr).
-fn qconv(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qconv"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("qconv runs");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("onnx-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Asserts a user error: exit code 2, one line on stderr containing every needle, nothing on
-/// stdout, no panic.
-fn assert_user_error(args: &[&str], needles: &[&str]) {
-    let (code, stdout, stderr) = qconv(args);
-    assert_eq!(code, 2, "{args:?}: exit code\nstderr: {stderr}");
-    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-    assert!(stderr.starts_with("error: "), "{stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "{args:?}: `{n}` missing from: {stderr}");
-    }
-    assert!(stdout.is_empty(), "{args:?}: stdout: {stdout}");
+    common::scratch(&format!("onnx-{name}"))
 }
 
 /// The manifest record of node `index` of model `name` captured on `isa`.

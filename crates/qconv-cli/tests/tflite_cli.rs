@@ -2,43 +2,17 @@
 //! as layers, `qconv layers`, `qconv vectors` and `--acc-bits`; bad input exits 2 with a message
 //! naming the file and the field, never a panic.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::Path;
+
+use common::{qconv, repo, scratch};
 
 const MODEL: &str = "tests/data/models/tiny_mobilenet_int8.tflite";
 
-fn qconv(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qconv"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("qconv runs");
-    (
-        out.status.code().expect("exit code"),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Exit code 2, one error line containing every `needle`, no panic.
+/// Exit code 2, an error containing every `needle`, no panic.
 fn assert_user_error(args: &[&str], needles: &[&str]) {
-    let (code, _, err) = qconv(args);
-    assert_eq!(code, 2, "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: `{n}` not in {err}");
-    }
+    common::assert_exit_2(args, needles);
 }
 
 #[test]
