@@ -505,8 +505,6 @@ class Layer:
         use_input: bool = True,
     ) -> "CheckReport":
         """Predicts int16 pair saturation from the weights (see :func:`check`)."""
-        if engine is None:
-            engine = "onnxruntime" if ".onnx#" in self._native.source else "fbgemm"
         text_json, text, modelled = self._native.check(
             engine,
             isa,

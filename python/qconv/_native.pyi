@@ -72,7 +72,7 @@ class Layer:
     ) -> "Explanation": ...
     def check(
         self,
-        engine_name: str,
+        engine_name: Optional[str] = None,
         isa: Optional[str] = None,
         input_range: Optional[Tuple[int, int]] = None,
         use_input: bool = True,

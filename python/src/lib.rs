@@ -414,25 +414,18 @@ impl Layer {
     /// The same layer on other input values (`int64` bytes of the input's shape).
     fn with_input(&self, py: Python<'_>, shape: Vec<usize>, data: &[u8]) -> PyResult<Layer> {
         let build = || -> qconv::Result<LoadedLayer> {
-            let shape: [usize; 4] = shape.as_slice().try_into().map_err(|_| {
-                Error::invalid(
-                    "input.shape",
-                    format!("{shape:?}: expected 4 dimensions (NCHW)"),
-                )
-            })?;
+            let dtype = self.loaded.layer.input.dtype.name();
             let values = i64s("input.data", data)?;
-            let data = values
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| {
-                    i32::try_from(v).map_err(|_| {
-                        Error::invalid(
-                            "input.data",
-                            format!("element {i} is {v}, not a 32-bit integer"),
-                        )
-                    })
-                })
-                .collect::<qconv::Result<Vec<i32>>>()?;
+            let input = TensorParts::from_values(
+                "input",
+                dtype,
+                &shape,
+                &values,
+                None,
+                (vec![], false),
+                None,
+            )?;
+            let (shape, data) = (input.shape, input.data);
             let mut loaded = (*self.loaded).clone();
             loaded.layer = loaded.layer.with_input_data(shape, data)?;
             // The new input has no recorded results.
@@ -579,17 +572,21 @@ impl Layer {
         })
     }
 
-    /// Predicts int16 pair saturation; returns `(report JSON, report text, modelled ISA)`.
-    #[pyo3(signature = (engine_name, isa=None, input_range=None, use_input=true))]
+    /// Predicts int16 pair saturation (default engine: as `qconv check` chooses); returns
+    /// `(report JSON, report text, modelled ISA)`.
+    #[pyo3(signature = (engine_name=None, isa=None, input_range=None, use_input=true))]
     fn check(
         &self,
         py: Python<'_>,
-        engine_name: &str,
+        engine_name: Option<&str>,
         isa: Option<&str>,
         input_range: Option<(i32, i32)>,
         use_input: bool,
     ) -> PyResult<(String, String, &'static str)> {
-        let kind = engine(engine_name).or_raise(py)?;
+        let kind = match engine_name {
+            Some(name) => engine(name).or_raise(py)?,
+            None => qconv::check::default_engine(&self.source),
+        };
         let options = run_options(isa, None, None, None, None).or_raise(py)?;
         let loaded = Arc::clone(&self.loaded);
         py.detach(move || -> qconv::Result<_> {

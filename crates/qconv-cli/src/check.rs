@@ -58,11 +58,9 @@ fn parse_range(s: &str) -> Result<(i32, i32)> {
 pub fn main(args: Args) -> Result<ExitCode> {
     let range = args.input_range.as_deref().map(parse_range).transpose()?;
     let onnx = io::split_onnx_spec(&args.layer);
-    let engine = args.engine.unwrap_or(if onnx.is_some() {
-        EngineKind::OnnxRuntime
-    } else {
-        EngineKind::Fbgemm
-    });
+    let engine = args
+        .engine
+        .unwrap_or_else(|| qconv::check::default_engine(&args.layer));
     if let Some((path, None)) = onnx {
         if args.input.is_some() {
             bail!(

@@ -107,6 +107,16 @@ pub fn accumulation_model(
     }
 }
 
+/// The engine `check` models when none is named: ONNX Runtime for ONNX models and their nodes
+/// (`spec` is a LAYER argument), fbgemm otherwise.
+pub fn default_engine(spec: &str) -> EngineKind {
+    if crate::io::split_onnx_spec(spec).is_some() {
+        EngineKind::OnnxRuntime
+    } else {
+        EngineKind::Fbgemm
+    }
+}
+
 /// A pair of taps that can saturate.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PairRisk {
