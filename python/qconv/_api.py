@@ -459,20 +459,16 @@ class Layer:
         names = None if engines is None else _names("engines", engines)
         if names is not None and len(set(names)) < 2:
             raise _invalid("engines", f"{names!r}: name at least two engines to compare")
-        outputs, refusals, real, modelled = self._native.compare(
+        outputs, refusals, real, modelled, report = self._native.compare(
             names, isa, _optional_int("threads", threads, 0), kernel
         )
-        if len(outputs) < 2:
-            raise _invalid(
-                "engines",
-                "fewer than two engines accept this layer, nothing to compare (" + "; ".join(refusals) + ")",
-            )
         return Comparison(
             layer=self,
             outputs=[Output._from_native(o) for o in outputs],
             refusals=list(refusals),
             real=_frombuffer(real, "float64", self.output_shape),
             isa=modelled,
+            _report=report,
         )
 
     def explain(
@@ -579,6 +575,7 @@ class Comparison:
     """The exact real value of every output element before rounding, in output units."""
     isa: str
     """The ISA modelled by ISA-dependent engines."""
+    _report: Any = field(default=None, repr=False)
 
     def __getitem__(self, engine: str) -> np.ndarray:
         for o in self.outputs:
@@ -606,37 +603,14 @@ class Comparison:
         return out
 
     def table(self, limit: Optional[int] = 50) -> str:
-        """A report in the layout of ``qconv compare``: each engine's route, the differing
-        elements with the exact real value, then the pairwise counts."""
-        labels = [o.label for o in self.outputs]
+        """The report ``qconv compare`` prints: the layer, the ISA modelled, each engine's route,
+        the differing elements (at most ``limit``) with the exact real value, and the pairwise
+        counts."""
         lines = [f"layer   {self.layer.describe()}"]
         if any(o.isa for o in self.outputs):
             lines.append(f"isa     {self.isa}")
         lines.append("")
-        width = max(len(l) for l in labels) if labels else 0
-        for label, o in zip(labels, self.outputs):
-            lines.append(f"  {label:<{width}}  {o.path}")
-        lines.append("")
-        diff = self.differing
-        widths = [max(len(l), 6) for l in labels]
-        lines.append("index".ljust(13) + "".join(f"  {l:>{w}}" for l, w in zip(labels, widths)) + "  exact real value")
-        shown = diff if limit is None else diff[:limit]
-        for idx in shown:
-            at = tuple(int(v) for v in idx)
-            row = f"[{at[0]},{at[1]},{at[2]},{at[3]}]".ljust(13)
-            row += "".join(f"  {int(o.values[at]):>{w}}" for o, w in zip(self.outputs, widths))
-            row += f"  {self.real[at]:>16.6f}"
-            lines.append(row)
-        if len(shown) < len(diff):
-            lines.append(f"... {len(diff) - len(shown)} more differing elements")
-        total = int(np.prod(self.layer.output_shape))
-        lines.append("")
-        lines.append(f"{len(diff)} of {total} output elements differ between at least two engines.")
-        lines.append("")
-        lines.append("pairwise disagreement:")
-        for (a, b), n in self.pairwise().items():
-            lines.append(f"  {a:<{width}}  vs  {b:<{width}}  {n:>8} of {total} ({100.0 * n / total:.2f}%)")
-        return "\n".join(lines)
+        return "\n".join(lines) + "\n" + self._report.table(_optional_int("limit", limit, 0))
 
     def __repr__(self) -> str:
         return self.table()

@@ -60,7 +60,7 @@ class Layer:
         isa: Optional[str] = None,
         threads: Optional[int] = None,
         kernel: Optional[str] = None,
-    ) -> Tuple[List[Dict[str, Any]], List[str], bytes, str]: ...
+    ) -> Tuple[List[Dict[str, Any]], List[str], bytes, str, "Comparison"]: ...
     def explain(
         self,
         engines: Optional[Tuple[str, str]] = None,
@@ -77,6 +77,9 @@ class Layer:
         input_range: Optional[Tuple[int, int]] = None,
         use_input: bool = True,
     ) -> Tuple[str, str, str]: ...
+
+class Comparison:
+    def table(self, limit: Optional[int] = None) -> str: ...
 
 class Explanation:
     def json(self) -> str: ...

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use qconv::engines::narrow::{AccumulatorWidth, Overflow};
-use qconv::engines::{Accumulators, EngineKind, EngineOutput, exact};
+use qconv::engines::{Accumulators, EngineKind, EngineOutput};
 use qconv::io::parts::{LayerParts, TensorParts};
 use qconv::io::{self, InputPolicy, LoadedLayer, NodeInputSource};
 use qconv::kernels::KernelIsa;
@@ -462,7 +462,7 @@ impl Layer {
     }
 
     /// Runs several engines (default: every engine, skipping those that refuse the layer);
-    /// returns `(outputs, refusals, exact real values as float64 bytes, modelled ISA)`.
+    /// returns `(outputs, refusals, exact real values as float64 bytes, modelled ISA, report)`.
     #[pyo3(signature = (engines=None, isa=None, threads=None, kernel=None))]
     #[allow(clippy::type_complexity)] // A plain tuple is what crosses into Python.
     fn compare<'py>(
@@ -477,53 +477,36 @@ impl Layer {
         Vec<String>,
         Bound<'py, PyBytes>,
         &'static str,
+        Comparison,
     )> {
         self.computable().or_raise(py)?;
         let options = run_options(isa, threads, kernel, None, None).or_raise(py)?;
-        let explicit = engines.is_some();
-        let wanted: Vec<EngineKind> = match engines {
-            Some(names) => {
-                let mut kinds = Vec::new();
-                for name in names {
-                    let kind = engine(&name).or_raise(py)?;
-                    if !kinds.contains(&kind) {
-                        kinds.push(kind);
-                    }
-                }
-                kinds
-            }
-            None => EngineKind::ALL.to_vec(),
-        };
+        let kinds = engines
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| engine(n))
+                    .collect::<qconv::Result<Vec<_>>>()
+            })
+            .transpose()
+            .or_raise(py)?;
         let loaded = Arc::clone(&self.loaded);
         let modelled = options.resolve_isa(&loaded.layer).name();
-        let (outputs, refusals, real) = py
-            .detach(move || -> qconv::Result<_> {
-                let mut outputs = Vec::new();
-                let mut refusals = Vec::new();
-                for &kind in &wanted {
-                    match loaded.run(kind, &options) {
-                        Ok(out) => outputs.push(out),
-                        Err(e) if explicit => return Err(e),
-                        Err(e) => refusals.push(e.to_string()),
-                    }
-                }
-                let exact_acc = match outputs.iter().find_map(|o| match &o.accumulators {
-                    Accumulators::Exact(a) if o.engine == EngineKind::Exact => Some(a.clone()),
-                    _ => None,
-                }) {
-                    Some(a) => a,
-                    None => exact::accumulators(&loaded.layer, &options)?,
-                };
-                let real = exact::real_values(&loaded.layer, &exact_acc)?;
-                Ok((outputs, refusals, real))
-            })
+        let comparison = py
+            .detach(move || qconv::compare::compare(&loaded, kinds.as_deref(), &options))
             .or_raise(py)?;
-        let outputs = outputs
+        let outputs = comparison
+            .outputs
             .iter()
             .map(|o| output_dict(py, o))
             .collect::<PyResult<Vec<_>>>()?;
-        let real = PyBytes::new(py, &le_bytes(&real, f64::to_le_bytes));
-        Ok((outputs, refusals, real, modelled))
+        let real = PyBytes::new(py, &le_bytes(&comparison.real, f64::to_le_bytes));
+        let refusals = comparison.refusals.clone();
+        let report = Comparison {
+            inner: Arc::new(comparison),
+            loaded: Arc::clone(&self.loaded),
+        };
+        Ok((outputs, refusals, real, modelled, report))
     }
 
     /// Explains every element where two engines differ (default: as `qconv explain` chooses).
@@ -601,6 +584,23 @@ impl Layer {
             ))
         })
         .or_raise(py)
+    }
+}
+
+/// Several engines' outputs on one layer; renders the comparison table.
+#[pyclass(frozen, module = "qconv._native")]
+struct Comparison {
+    inner: Arc<qconv::compare::Comparison>,
+    loaded: Arc<LoadedLayer>,
+}
+
+#[pymethods]
+impl Comparison {
+    /// The table `qconv compare` prints after its layer lines (at most `limit` rows).
+    #[pyo3(signature = (limit=None))]
+    fn table(&self, limit: Option<usize>) -> String {
+        self.inner
+            .table(&self.loaded.layer, limit.unwrap_or(usize::MAX))
     }
 }
 
@@ -794,6 +794,7 @@ fn version() -> &'static str {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Layer>()?;
     m.add_class::<Explanation>()?;
+    m.add_class::<Comparison>()?;
     m.add_function(wrap_pyfunction!(load_layer, m)?)?;
     m.add_function(wrap_pyfunction!(onnx_layers, m)?)?;
     m.add_function(wrap_pyfunction!(tflite_layers, m)?)?;

@@ -1,6 +1,5 @@
 //! Shared pieces of the commands' text output.
 
-use qconv::engines::EngineOutput;
 use qconv::io::LoadedLayer;
 use qconv::{ConvLayer, Isa, RunOptions};
 
@@ -28,19 +27,6 @@ pub fn print_layer(loaded: &LoadedLayer) {
     for note in &loaded.notes {
         outln!("note    {note}");
     }
-}
-
-/// The column label of an engine's output: its name, with the ISA for ISA-dependent engines.
-pub fn engine_label(out: &EngineOutput) -> String {
-    match out.isa {
-        Some(isa) if out.engine.depends_on_isa() => format!("{}({isa})", out.engine),
-        _ => out.engine.to_string(),
-    }
-}
-
-/// Formats `[n,c,h,w]`.
-pub fn coords(c: [usize; 4]) -> String {
-    format!("[{},{},{},{}]", c[0], c[1], c[2], c[3])
 }
 
 /// Parses an `--isa` value.

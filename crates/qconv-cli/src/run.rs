@@ -9,7 +9,9 @@ use qconv::io::{self, output};
 
 use crate::compute::ComputeArgs;
 
-use crate::report::{coords, engine_label, isa_origin, parse_engine, parse_isa, print_layer};
+use qconv::geometry::format_index as coords;
+
+use crate::report::{isa_origin, parse_engine, parse_isa, print_layer};
 
 /// Compute a layer's quantized output with one engine model.
 ///
@@ -64,7 +66,7 @@ pub fn main(args: Args, compute: &ComputeArgs) -> Result<ExitCode> {
         output::write_atomically(path, &output::encode(format, &loaded.layer, &out))?;
         eprintln!(
             "{}: wrote {} values of {} to {path}",
-            engine_label(&out),
+            out.label(),
             out.values.len(),
             out.dtype
         );

@@ -340,6 +340,11 @@ pub fn check_elements(field: &str, shape: &[usize]) -> Result<usize> {
     Ok(n)
 }
 
+/// Formats an `[n, c, h, w]` index as reports print it: `[0,3,5,7]`.
+pub fn format_index(c: [usize; 4]) -> String {
+    format!("[{},{},{},{}]", c[0], c[1], c[2], c[3])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

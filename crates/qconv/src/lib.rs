@@ -10,6 +10,7 @@
 pub mod accumulate;
 pub mod bench;
 pub mod check;
+pub mod compare;
 pub mod conformance;
 pub mod dtype;
 pub mod engines;

@@ -87,6 +87,15 @@ impl EngineKind {
         }
     }
 
+    /// The engine's label in reports: its name, with `isa` when its integers depend on it
+    /// (`fbgemm(avx2)`).
+    pub fn label(self, isa: Option<Isa>) -> String {
+        match isa {
+            Some(isa) if self.depends_on_isa() => format!("{self}({isa})"),
+            _ => self.to_string(),
+        }
+    }
+
     /// The key of this engine's results in a golden case's `expected` and `errors`.
     pub fn expected_key(self) -> &'static str {
         match self {
@@ -273,6 +282,13 @@ pub struct EngineOutput {
     /// Things the user should know about this result, e.g. that the real engine is known to
     /// compute this layer wrongly.
     pub warnings: Vec<String>,
+}
+
+impl EngineOutput {
+    /// The engine's label in reports: its name, with the ISA when its integers depend on it.
+    pub fn label(&self) -> String {
+        EngineKind::label(self.engine, self.isa)
+    }
 }
 
 /// Checks that PyTorch's quantized engines accept `layer`; `engine` names the engine in errors.

@@ -238,10 +238,7 @@ pub struct EngineInfo {
 impl EngineInfo {
     /// The engine's label in reports: its name, with the ISA when its integers depend on it.
     pub fn label(&self) -> String {
-        match self.isa {
-            Some(isa) if self.engine.depends_on_isa() => format!("{}({isa})", self.engine),
-            _ => self.engine.to_string(),
-        }
+        self.engine.label(self.isa)
     }
 }
 

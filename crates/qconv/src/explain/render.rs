@@ -1,5 +1,6 @@
 //! Text and HTML renderings of an [`Explanation`].
 
+use crate::geometry::format_index as coords;
 use std::fmt::Write;
 
 use super::{Cause, CauseKind, Detail, ElementExplanation, Evidence, Explanation};
@@ -13,11 +14,6 @@ fn exact(v: f64) -> String {
     } else {
         format!("{v:.4}")
     }
-}
-
-/// Formats `[n,c,h,w]`.
-fn coords(c: [usize; 4]) -> String {
-    format!("[{},{},{},{}]", c[0], c[1], c[2], c[3])
 }
 
 /// A signed integer with an explicit `+`.
