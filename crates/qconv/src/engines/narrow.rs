@@ -3,15 +3,17 @@
 //!
 //! The accumulator starts at the bias, then adds the products `w * (x - x_zp)` one at a time in
 //! TFLite's reference order (filter row, filter column, input channel; taps outside the image
-//! are skipped). After every addition the value is brought back into `bits` bits: clamped to
+//! add nothing), over the shared im2col walk (`accumulate::accumulate`). After every addition the value is brought back into `bits` bits: clamped to
 //! `[-2^(bits-1), 2^(bits-1) - 1]` (`saturate`) or reduced modulo `2^bits` into that range
 //! (`wrap`, two's complement). With `wrap` the order does not matter; with `saturate` it does.
 
 use std::fmt;
 use std::str::FromStr;
 
+use crate::accumulate::Accumulation;
 use crate::error::{Error, Result};
-use crate::layer::{Bias, ConvLayer};
+use crate::layer::ConvLayer;
+use crate::quant::WeightQuant;
 
 /// What a narrow accumulator does when a sum leaves its range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,62 +98,53 @@ impl AccumulatorWidth {
     }
 }
 
-/// The bias of channel `oc` as an integer (TFLite engines take int32 bias only).
-fn int_bias(layer: &ConvLayer, oc: usize) -> i64 {
-    match &layer.bias {
-        Some(Bias::Int32(b)) => b[oc] as i64,
-        _ => 0,
+/// The narrow accumulation as an [`Accumulation`] over the shared im2col walk: bias first, then
+/// each product in tap-major order (the reference order). Padded taps hold the input zero point,
+/// so their products are 0 and leave the accumulator as it is, as skipping them does.
+struct NarrowAccumulator<'a> {
+    width: AccumulatorWidth,
+    bias: Vec<i32>,
+    input_zero_point: i32,
+    weight_quant: &'a WeightQuant,
+}
+
+impl Accumulation for NarrowAccumulator<'_> {
+    type Elem = i32;
+    type Acc = i64;
+
+    fn pad_value(&self) -> i32 {
+        self.input_zero_point
+    }
+
+    fn accumulate(&self, row: &[i32], weights: &[i32], oc: usize) -> i64 {
+        let (x_zp, w_zp) = (
+            self.input_zero_point as i64,
+            self.weight_quant.zero_point(oc) as i64,
+        );
+        row.iter()
+            .zip(weights)
+            .fold(self.width.narrow(self.bias[oc] as i64), |acc, (&x, &w)| {
+                self.width
+                    .narrow(acc + (w as i64 - w_zp) * (x as i64 - x_zp))
+            })
     }
 }
 
 /// Every output element's narrow accumulator, bias included (NCHW), computed in the order the
 /// module documentation gives.
 pub fn accumulate(layer: &ConvLayer, width: AccumulatorWidth) -> Vec<i64> {
-    let g = &layer.geometry;
-    let [n_len, oc_len, oh_len, ow_len] = g.output_shape();
-    let (c_len, h_len, w_len) = (g.in_channels, g.in_h, g.in_w);
-    let [kh_len, kw_len] = g.kernel;
-    let cg = c_len / g.groups;
-    let ocg = oc_len / g.groups;
-    let x = &layer.input.data;
-    let w = &layer.weight.data;
-    let x_zp = layer.input.zero_point as i64;
-    let mut out = Vec::with_capacity(layer.output_len());
-    for n in 0..n_len {
-        for oc in 0..oc_len {
-            let group = oc / ocg;
-            let w_zp = layer.weight.quant.zero_point(oc) as i64;
-            for oh in 0..oh_len {
-                for ow in 0..ow_len {
-                    let mut acc = width.narrow(int_bias(layer, oc));
-                    for ky in 0..kh_len {
-                        let iy = (oh * g.stride[0] + ky * g.dilation[0]) as isize
-                            - g.padding.top as isize;
-                        if iy < 0 || iy >= h_len as isize {
-                            continue;
-                        }
-                        for kx in 0..kw_len {
-                            let ix = (ow * g.stride[1] + kx * g.dilation[1]) as isize
-                                - g.padding.left as isize;
-                            if ix < 0 || ix >= w_len as isize {
-                                continue;
-                            }
-                            for ic in 0..cg {
-                                let c = group * cg + ic;
-                                let xv = x
-                                    [((n * c_len + c) * h_len + iy as usize) * w_len + ix as usize]
-                                    as i64;
-                                let wv = w[((oc * cg + ic) * kh_len + ky) * kw_len + kx] as i64;
-                                acc = width.narrow(acc + (wv - w_zp) * (xv - x_zp));
-                            }
-                        }
-                    }
-                    out.push(acc);
-                }
-            }
-        }
-    }
-    out
+    let model = NarrowAccumulator {
+        width,
+        bias: layer.int32_bias(),
+        input_zero_point: layer.input.zero_point,
+        weight_quant: &layer.weight.quant,
+    };
+    crate::accumulate::accumulate(
+        &layer.geometry,
+        &layer.input.data,
+        &layer.weight.data,
+        &model,
+    )
 }
 
 /// The narrow accumulators without the bias, wrapped to int32 (what a requantizer that adds the
@@ -159,10 +152,11 @@ pub fn accumulate(layer: &ConvLayer, width: AccumulatorWidth) -> Vec<i64> {
 pub fn accumulators_without_bias(layer: &ConvLayer, width: AccumulatorWidth) -> Vec<i32> {
     let g = &layer.geometry;
     let plane = g.out_h() * g.out_w();
+    let bias = layer.int32_bias();
     accumulate(layer, width)
         .into_iter()
         .enumerate()
-        .map(|(i, a)| (a - int_bias(layer, i / plane % g.out_channels)) as i32)
+        .map(|(i, a)| (a - bias[i / plane % g.out_channels] as i64) as i32)
         .collect()
 }
 
