@@ -54,28 +54,34 @@ pub unsafe fn u8s8_avx512<const NZ: usize>(
     }
 }
 
-/// Exact u8 x s8 with 256-bit AVX-VNNI `vpdpbusd`.
+/// The register tile of the 256-bit direct kernels: `MR` output channels by `NZ` vectors of 8
+/// pixels. `update(acc, activations, weights)` is the kernel's arithmetic on one vector of one
+/// row; the weights of a step are `MR` 32-bit words (a quad of u8 or a pair of i16 each).
 ///
 /// # Safety
-/// The CPU must support AVX2 and AVX-VNNI. For every step `s`, `b + steps[s]` must be valid for
-/// `24 * 4` bytes; `w` must hold `steps.len() * 4 * 4` bytes, `acc` `3 * ldc + 24` values.
-#[target_feature(enable = "avx2,avxvnni")]
-pub unsafe fn u8s8_avxvnni(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32, ldc: usize) {
+/// For every step `s`, `b + steps[s]` must be valid for `NZ` 32-byte vectors; `w` must hold
+/// `steps.len() * MR` words and `acc` `(MR - 1) * ldc + 8 * NZ` values. The caller's target
+/// features must cover `update` and AVX2.
+#[inline(always)]
+unsafe fn tile_256<T, const MR: usize, const NZ: usize>(
+    steps: &[usize],
+    b: *const T,
+    w: *const i32,
+    acc: *mut i32,
+    ldc: usize,
+    update: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
+) {
     // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
     unsafe {
-        let mut c = [[_mm256_setzero_si256(); 3]; 4];
+        let mut c = [[_mm256_setzero_si256(); NZ]; MR];
         for (s, &offset) in steps.iter().enumerate() {
             let bp = b.add(offset) as *const __m256i;
-            let bv = [
-                _mm256_loadu_si256(bp),
-                _mm256_loadu_si256(bp.add(1)),
-                _mm256_loadu_si256(bp.add(2)),
-            ];
-            let wp = w.add(s * 16) as *const i32;
+            let bv: [__m256i; NZ] = std::array::from_fn(|j| _mm256_loadu_si256(bp.add(j)));
+            let wp = w.add(s * MR);
             for (m, row) in c.iter_mut().enumerate() {
                 let wv = _mm256_set1_epi32(wp.add(m).read_unaligned());
                 for (a, &bj) in row.iter_mut().zip(&bv) {
-                    *a = _mm256_dpbusd_avx_epi32(*a, bj, wv);
+                    *a = update(*a, bj, wv);
                 }
             }
         }
@@ -84,6 +90,21 @@ pub unsafe fn u8s8_avxvnni(steps: &[usize], b: *const u8, w: *const i8, acc: *mu
                 _mm256_storeu_si256(acc.add(m * ldc + 8 * j) as *mut __m256i, *a);
             }
         }
+    }
+}
+
+/// Exact u8 x s8 with 256-bit AVX-VNNI `vpdpbusd`.
+///
+/// # Safety
+/// The CPU must support AVX2 and AVX-VNNI. For every step `s`, `b + steps[s]` must be valid for
+/// `24 * 4` bytes; `w` must hold `steps.len() * 4 * 4` bytes, `acc` `3 * ldc + 24` values.
+#[target_feature(enable = "avx2,avxvnni")]
+pub unsafe fn u8s8_avxvnni(steps: &[usize], b: *const u8, w: *const i8, acc: *mut i32, ldc: usize) {
+    // SAFETY: the contract above is `tile_256`'s for a 4 x 3 tile; AVX-VNNI enabled here.
+    unsafe {
+        tile_256::<u8, 4, 3>(steps, b, w as *const i32, acc, ldc, |a, x, w| {
+            _mm256_dpbusd_avx_epi32(a, x, w)
+        })
     }
 }
 
@@ -101,27 +122,12 @@ pub unsafe fn u8s8_pairs_avx2(
     acc: *mut i32,
     ldc: usize,
 ) {
-    // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
+    // SAFETY: the contract above is `tile_256`'s for a 4 x 2 tile; AVX2 enabled here.
     unsafe {
         let ones = _mm256_set1_epi16(1);
-        let mut c = [[_mm256_setzero_si256(); 2]; 4];
-        for (s, &offset) in steps.iter().enumerate() {
-            let bp = b.add(offset) as *const __m256i;
-            let bv = [_mm256_loadu_si256(bp), _mm256_loadu_si256(bp.add(1))];
-            let wp = w.add(s * 16) as *const i32;
-            for (m, row) in c.iter_mut().enumerate() {
-                let wv = _mm256_set1_epi32(wp.add(m).read_unaligned());
-                for (a, &bj) in row.iter_mut().zip(&bv) {
-                    let pairs = _mm256_maddubs_epi16(bj, wv);
-                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pairs, ones));
-                }
-            }
-        }
-        for (m, row) in c.iter().enumerate() {
-            for (j, a) in row.iter().enumerate() {
-                _mm256_storeu_si256(acc.add(m * ldc + 8 * j) as *mut __m256i, *a);
-            }
-        }
+        tile_256::<u8, 4, 2>(steps, b, w as *const i32, acc, ldc, |a, x, w| {
+            _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones))
+        })
     }
 }
 
@@ -132,26 +138,12 @@ pub unsafe fn u8s8_pairs_avx2(
 /// values; `w` must hold `steps.len() * 5 * 2` values, `acc` `4 * ldc + 16` values.
 #[target_feature(enable = "avx2")]
 pub unsafe fn i16_avx2(steps: &[usize], b: *const i16, w: *const i16, acc: *mut i32, ldc: usize) {
-    // SAFETY (whole body): reads and writes stay inside the extents of the contract above.
-    // Ten accumulators, two activation vectors, a broadcast and a product fit the 16 registers.
+    // SAFETY: the contract above is `tile_256`'s for a 5 x 2 tile; AVX2 enabled here. Ten
+    // accumulators, two activation vectors, a broadcast and a product fit the 16 registers.
     unsafe {
-        let mut c = [[_mm256_setzero_si256(); 2]; 5];
-        for (s, &offset) in steps.iter().enumerate() {
-            let bp = b.add(offset) as *const __m256i;
-            let bv = [_mm256_loadu_si256(bp), _mm256_loadu_si256(bp.add(1))];
-            let wp = w.add(s * 10) as *const i32;
-            for (m, row) in c.iter_mut().enumerate() {
-                let wv = _mm256_set1_epi32(wp.add(m).read_unaligned());
-                for (a, &bj) in row.iter_mut().zip(&bv) {
-                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(bj, wv));
-                }
-            }
-        }
-        for (m, row) in c.iter().enumerate() {
-            for (j, a) in row.iter().enumerate() {
-                _mm256_storeu_si256(acc.add(m * ldc + 8 * j) as *mut __m256i, *a);
-            }
-        }
+        tile_256::<i16, 5, 2>(steps, b, w as *const i32, acc, ldc, |a, x, w| {
+            _mm256_add_epi32(a, _mm256_madd_epi16(x, w))
+        })
     }
 }
 
