@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::output::OutputValue;
 use super::{InputValue, OutputStage};
 use crate::geometry::ConvGeometry;
-use crate::kernels::{KernelIsa, scalar};
+use crate::kernels::{self, KernelIsa};
 use crate::layer::ConvLayer;
 
 pub(super) struct PairGemmPlan {
@@ -51,7 +51,7 @@ impl PairGemmPlan {
         let row_runs = g.groups == 1 && g.dilation[1] == 1;
         let run_len = if row_runs { g.kernel[1] * cg } else { cg };
         let indirect = run_len % 2 == 0;
-        let (mr, nr) = pairs_tile(kernel);
+        let (mr, nr) = kernels::pairs_tile(kernel);
         let runs = RunLayout {
             row_runs,
             count: if row_runs {
@@ -204,7 +204,7 @@ impl PairGemmPlan {
                 for t in 0..self.n_tiles {
                     let start = (grp * self.n_tiles + t) * self.panel_len;
                     let b = &self.b[start..start + self.panel_len];
-                    dispatch_gemm_pairs(self.kernel, (mr, nr, self.steps), &a, b, &mut c);
+                    kernels::gemm_u8s8_pairs(self.kernel, (mr, nr, self.steps), &a, b, &mut c);
                     let oc0 = grp * ocg + t * nr;
                     self.finish_tile(&mut c, &row_sums, (oc0, m0, rows), &mut values, task, stage);
                 }
@@ -294,7 +294,7 @@ impl PairGemmPlan {
                     let start = (grp * self.n_tiles + t) * self.panel_len;
                     let b = &self.b[start..start + self.panel_len];
                     let shape = (mr, nr, runs.count, per_run);
-                    dispatch_igemm_pairs(self.kernel, shape, nhwc, &offsets, b, &mut c);
+                    kernels::igemm_u8s8_pairs(self.kernel, shape, nhwc, &offsets, b, &mut c);
                     let oc0 = grp * ocg + t * nr;
                     self.finish_tile(&mut c, &row_sums, (oc0, m0, rows), &mut values, task, stage);
                 }
@@ -525,50 +525,4 @@ fn split_output<T>(
         }
     }
     tasks
-}
-
-fn pairs_tile(kernel: KernelIsa) -> (usize, usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if kernel.has_avx2() {
-            return crate::kernels::x86::AVX2_TILE;
-        }
-    }
-    let _ = kernel;
-    (4, 8)
-}
-
-fn dispatch_gemm_pairs(
-    kernel: KernelIsa,
-    (mr, nr, kq): (usize, usize, usize),
-    a: &[u8],
-    b: &[i8],
-    c: &mut [i32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if kernel.has_avx2() {
-            return crate::kernels::x86::gemm_u8s8_pairs(kernel, kq, a, b, c);
-        }
-    }
-    let _ = kernel;
-    scalar::gemm_u8s8_pairs(mr, nr, kq, a, b, c)
-}
-
-fn dispatch_igemm_pairs(
-    kernel: KernelIsa,
-    (mr, nr, taps, quads): (usize, usize, usize, usize),
-    a: &[u8],
-    offsets: &[usize],
-    b: &[i8],
-    c: &mut [i32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if kernel.has_avx2() {
-            return crate::kernels::x86::igemm_u8s8_pairs(kernel, taps, quads, a, offsets, b, c);
-        }
-    }
-    let _ = kernel;
-    scalar::igemm_u8s8_pairs(mr, nr, taps, quads, a, offsets, b, c)
 }

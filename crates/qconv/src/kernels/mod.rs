@@ -86,6 +86,56 @@ pub fn requantize_fp32(isa: KernelIsa, p: &scalar::Fp32Run, accs: &[i32], out: &
     scalar::requantize_fp32(p, accs, out)
 }
 
+/// The register tile `(mr, nr)` of the u8 x s8 pair GEMMs of `kernel`.
+pub fn pairs_tile(kernel: KernelIsa) -> (usize, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if kernel.has_avx2() {
+            return x86::AVX2_TILE;
+        }
+    }
+    let _ = kernel;
+    (4, 8)
+}
+
+/// u8 x s8 pair GEMM on packed panels (see [`scalar::gemm_u8s8_pairs`]) with `kernel`'s tile
+/// ([`pairs_tile`]).
+pub fn gemm_u8s8_pairs(
+    kernel: KernelIsa,
+    (mr, nr, kq): (usize, usize, usize),
+    a: &[u8],
+    b: &[i8],
+    c: &mut [i32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if kernel.has_avx2() {
+            return x86::gemm_u8s8_pairs(kernel, kq, a, b, c);
+        }
+    }
+    let _ = kernel;
+    scalar::gemm_u8s8_pairs(mr, nr, kq, a, b, c)
+}
+
+/// u8 x s8 pair GEMM reading rows through pixel offsets (see [`scalar::igemm_u8s8_pairs`]).
+pub fn igemm_u8s8_pairs(
+    kernel: KernelIsa,
+    (mr, nr, taps, quads): (usize, usize, usize, usize),
+    a: &[u8],
+    offsets: &[usize],
+    b: &[i8],
+    c: &mut [i32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if kernel.has_avx2() {
+            return x86::igemm_u8s8_pairs(kernel, taps, quads, a, offsets, b, c);
+        }
+    }
+    let _ = kernel;
+    scalar::igemm_u8s8_pairs(mr, nr, taps, quads, a, offsets, b, c)
+}
+
 /// What a direct kernel computes (see `fastconv/direct.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DirectKind {
